@@ -1,0 +1,302 @@
+//! Output events on `ioc.events`: what screens and other systems consume.
+//!
+//! Every event is `{seq, ts, type, district, data}`. `type` and `data` come
+//! from [`EventBody`], an adjacently tagged enum, so the Rust type and the
+//! wire contract cannot disagree.
+
+use schemars::JsonSchema;
+use serde::{Deserialize, Serialize};
+
+use crate::input::{Category, Line, UnitKind, UnitStatus};
+use crate::time::Timestamp;
+
+/// A WGS84 point.
+#[derive(Debug, Clone, Copy, PartialEq, Serialize, Deserialize, JsonSchema)]
+pub struct GeoPoint {
+    pub lat: f64,
+    pub lon: f64,
+}
+
+/// One processor output event.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize, JsonSchema)]
+pub struct OutputEvent {
+    /// Strictly increasing, gap-free over the whole output log.
+    pub seq: u64,
+    /// Event time (from the input that caused it).
+    pub ts: Timestamp,
+    /// Zone id the event belongs to, or null when outside every zone.
+    pub district: Option<String>,
+    #[serde(flatten)]
+    pub body: EventBody,
+}
+
+impl OutputEvent {
+    /// The id of the entity the event is about (its Kafka key).
+    pub fn entity_id(&self) -> &str {
+        self.body.entity_id()
+    }
+}
+
+/// Event type and payload, serialized as `"type": ..., "data": {...}`.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize, JsonSchema)]
+#[serde(tag = "type", content = "data")]
+pub enum EventBody {
+    #[serde(rename = "incident.opened")]
+    IncidentOpened(IncidentView),
+    #[serde(rename = "incident.updated")]
+    IncidentUpdated(IncidentView),
+    #[serde(rename = "incident.closed")]
+    IncidentClosed(IncidentView),
+    #[serde(rename = "dispatch.recommended")]
+    DispatchRecommended(DispatchRecommendation),
+    #[serde(rename = "dispatch.assigned")]
+    DispatchAssigned(DispatchAssignment),
+    #[serde(rename = "dispatch.unassigned")]
+    DispatchUnassigned(DispatchAssignment),
+    #[serde(rename = "unit.updated")]
+    UnitUpdated(UnitView),
+    #[serde(rename = "alert.raised")]
+    AlertRaised(AlertView),
+    #[serde(rename = "alert.acknowledged")]
+    AlertAcknowledged(AlertView),
+    #[serde(rename = "alert.cleared")]
+    AlertCleared(AlertView),
+    #[serde(rename = "command.rejected")]
+    CommandRejected(CommandRejection),
+}
+
+impl EventBody {
+    /// The wire `type` string.
+    pub fn type_name(&self) -> &'static str {
+        match self {
+            EventBody::IncidentOpened(_) => "incident.opened",
+            EventBody::IncidentUpdated(_) => "incident.updated",
+            EventBody::IncidentClosed(_) => "incident.closed",
+            EventBody::DispatchRecommended(_) => "dispatch.recommended",
+            EventBody::DispatchAssigned(_) => "dispatch.assigned",
+            EventBody::DispatchUnassigned(_) => "dispatch.unassigned",
+            EventBody::UnitUpdated(_) => "unit.updated",
+            EventBody::AlertRaised(_) => "alert.raised",
+            EventBody::AlertAcknowledged(_) => "alert.acknowledged",
+            EventBody::AlertCleared(_) => "alert.cleared",
+            EventBody::CommandRejected(_) => "command.rejected",
+        }
+    }
+
+    /// The id of the entity the event is about.
+    pub fn entity_id(&self) -> &str {
+        match self {
+            EventBody::IncidentOpened(i)
+            | EventBody::IncidentUpdated(i)
+            | EventBody::IncidentClosed(i) => &i.incident_id,
+            EventBody::DispatchRecommended(r) => &r.incident_id,
+            EventBody::DispatchAssigned(a) | EventBody::DispatchUnassigned(a) => &a.incident_id,
+            EventBody::UnitUpdated(u) => &u.unit_id,
+            EventBody::AlertRaised(a)
+            | EventBody::AlertAcknowledged(a)
+            | EventBody::AlertCleared(a) => &a.alert_id,
+            EventBody::CommandRejected(c) => &c.command_id,
+        }
+    }
+}
+
+/// Incident lifecycle.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize, JsonSchema)]
+#[serde(rename_all = "snake_case")]
+pub enum IncidentStatus {
+    /// Waiting for units (recommended, not yet assigned).
+    Open,
+    /// At least one unit assigned.
+    Dispatched,
+    /// Closed by an operator.
+    Closed,
+}
+
+/// Why a call was attached to an existing incident instead of opening one.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize, JsonSchema)]
+pub struct Correlation {
+    pub call_id: String,
+    pub distance_m: f64,
+    /// Seconds between the incident's last activity and this call.
+    pub after_s: f64,
+}
+
+/// The current picture of one incident.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize, JsonSchema)]
+pub struct IncidentView {
+    pub incident_id: String,
+    pub status: IncidentStatus,
+    pub category: Category,
+    pub priority: u8,
+    pub location: GeoPoint,
+    pub district: Option<String>,
+    pub opened_at: Timestamp,
+    pub updated_at: Timestamp,
+    /// Where it came from: `call:113`, `camera`, ...
+    pub source: String,
+    /// Calls attached to this incident (the first one included).
+    pub call_count: u32,
+    /// Caller's phone number of the latest call. Personal data: the gateway
+    /// masks it for every screen but the dispatcher's console.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub caller: Option<String>,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub line: Option<Line>,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub description: Option<String>,
+    /// Units currently assigned.
+    pub assigned_units: Vec<String>,
+    /// Set on an update caused by a correlated call.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub correlation: Option<Correlation>,
+    /// When the incident must have units assigned before it escalates.
+    pub assign_deadline: Timestamp,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub closed_at: Option<Timestamp>,
+}
+
+/// One ranked candidate unit for an incident.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize, JsonSchema)]
+pub struct Candidate {
+    pub unit_id: String,
+    pub kind: UnitKind,
+    /// Great-circle distance from the unit's last fix.
+    pub distance_m: f64,
+    /// Estimated time of arrival in seconds.
+    pub eta_s: f64,
+    /// Human-readable why: "nearest available fire_engine", "stale fix 4 min".
+    pub reason: String,
+}
+
+/// How many units of a kind an incident needs.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize, JsonSchema)]
+pub struct KindNeed {
+    pub kind: UnitKind,
+    pub count: u32,
+}
+
+/// Ranked candidates for an incident, grouped by the kinds it needs.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize, JsonSchema)]
+pub struct DispatchRecommendation {
+    pub incident_id: String,
+    pub priority: u8,
+    pub category: Category,
+    /// Kinds and counts the dispatch rules ask for, still unfilled.
+    pub needs: Vec<KindNeed>,
+    /// Best first within each kind.
+    pub candidates: Vec<Candidate>,
+    /// True when priority 1 made the engine assign the best ones itself.
+    pub auto_assign: bool,
+    /// Kinds for which no available unit was found.
+    pub unfilled: Vec<UnitKind>,
+}
+
+/// A unit assigned to (or released from) an incident.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize, JsonSchema)]
+pub struct DispatchAssignment {
+    pub incident_id: String,
+    pub unit_id: String,
+    pub kind: UnitKind,
+    /// `auto` for priority-1 auto-assignment, else the operator's `sub`.
+    pub by: String,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub distance_m: Option<f64>,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub eta_s: Option<f64>,
+}
+
+/// The current picture of one unit.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize, JsonSchema)]
+pub struct UnitView {
+    pub unit_id: String,
+    pub kind: UnitKind,
+    pub status: UnitStatus,
+    /// Last known position, absent until the first ping.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub position: Option<GeoPoint>,
+    pub district: Option<String>,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub station: Option<String>,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub home_district: Option<String>,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub incident_id: Option<String>,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub speed_kmh: Option<f64>,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub heading_deg: Option<f64>,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub last_fix: Option<Timestamp>,
+}
+
+/// Kinds of alert the engine raises.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, Serialize, Deserialize, JsonSchema)]
+#[serde(rename_all = "snake_case")]
+pub enum AlertKind {
+    /// A new incident opened in a district.
+    IncidentOpened,
+    /// An incident is still unassigned past its priority's deadline.
+    UnassignedDeadline,
+    /// An on-duty unit stopped sending positions.
+    StaleGps,
+    /// Many calls close together in a short time.
+    CallSurge,
+    /// No available unit of a kind near a district.
+    CoverageGap,
+}
+
+/// Alert lifecycle.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize, JsonSchema)]
+#[serde(rename_all = "snake_case")]
+pub enum AlertStatus {
+    Raised,
+    Acknowledged,
+    Cleared,
+}
+
+/// The current picture of one alert.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize, JsonSchema)]
+pub struct AlertView {
+    pub alert_id: String,
+    pub kind: AlertKind,
+    pub status: AlertStatus,
+    /// 1 = most severe (follows incident priority where there is one).
+    pub severity: u8,
+    pub district: Option<String>,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub incident_id: Option<String>,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub unit_id: Option<String>,
+    pub message: String,
+    pub raised_at: Timestamp,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub acknowledged_by: Option<String>,
+}
+
+/// A command the engine refused, with the reason the operator sees.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize, JsonSchema)]
+pub struct CommandRejection {
+    pub command_id: String,
+    pub op: String,
+    pub issued_by: String,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub incident_id: Option<String>,
+    pub reason: String,
+}
+
+/// A dead letter on `ioc.dlq`: nothing is silently dropped.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize, JsonSchema)]
+pub struct DeadLetter {
+    /// The original message bytes, base64 (standard alphabet, padded).
+    pub original_base64: String,
+    /// Original key, if it was UTF-8.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub key: Option<String>,
+    pub topic: String,
+    pub partition: i32,
+    pub offset: i64,
+    /// Why it was rejected, e.g. `invalid: location.lat must be within -90..=90, got 123`.
+    pub reason: String,
+    /// When the processor rejected it.
+    pub ts: Timestamp,
+}
