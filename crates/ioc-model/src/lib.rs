@@ -10,6 +10,7 @@
 mod input;
 mod output;
 mod time;
+mod topics;
 mod validate;
 
 pub use crate::input::{
@@ -22,6 +23,7 @@ pub use crate::output::{
     KindNeed, OutputEvent, UnitView,
 };
 pub use crate::time::Timestamp;
+pub use crate::topics::Topics;
 pub use crate::validate::{Validate, MAX_ID_LEN, MAX_TEXT_LEN};
 
 use serde::de::DeserializeOwned;
