@@ -3,8 +3,14 @@
 //!
 //! Pure and synchronous: no I/O beyond loading a zones file, no clock reads.
 
+mod eta;
+mod units;
 mod zones;
 
+pub use crate::eta::EtaModel;
+pub use crate::units::{
+    chord_to_metres, distance_m, to_unit_sphere, Nearby, UnitIndex, EARTH_RADIUS_M,
+};
 pub use crate::zones::{Zone, Zones};
 
 /// Errors of the router crate.
