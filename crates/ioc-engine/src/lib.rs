@@ -1,1 +1,966 @@
-//! placeholder
+//! The engine: the one writer of operational state.
+//!
+//! A pure, deterministic, synchronous state machine: [`Engine::apply`] takes
+//! one decoded input and returns the output events it causes, each with the
+//! next `seq`. No I/O and no clock reads: time comes from the inputs
+//! themselves, or from [`Engine::tick`] with a time the caller injects. The
+//! same inputs in the same order give the same outputs, so the engine can be
+//! replayed and property-tested.
+//!
+//! # State machine, in prose
+//!
+//! * A **call** first looks for an open incident of a compatible category
+//!   within the correlation radius whose last activity is within the
+//!   correlation window. If it finds one, the call attaches to it
+//!   (`incident.updated` with the distance and time that justified it; a
+//!   third call raises the priority by one). Otherwise it opens a new
+//!   incident whose priority comes from the dispatch rules.
+//! * An **incident report** opens an incident with the reporter's priority.
+//! * Every new incident gets `dispatch.recommended`: for each unit kind the
+//!   rules ask for, the nearest available units ranked by ETA. Priority 1 is
+//!   assigned at once to the best of them (`dispatch.assigned`, the units
+//!   turn `dispatched`); other priorities wait for a dispatcher and raise an
+//!   `alert.raised` when their deadline passes unassigned.
+//! * **Positions** move units in the spatial index (remove + insert).
+//! * **Unit status** reports register units and follow the crew's lifecycle;
+//!   a unit that becomes free again leaves its incident.
+//! * **Commands** (`assign`, `unassign`, `close_incident`, `ack_alert`,
+//!   `set_priority`) come from operators through `ioc.commands`. A command
+//!   that cannot apply (closed incident, unit already on another incident)
+//!   produces `command.rejected` with the reason: the log says why.
+//!
+//! Invariants (property-tested): a unit is on at most one incident; every
+//! open incident is assigned, recommended or escalated; replay is
+//! deterministic; a redelivered input changes nothing.
+
+mod rules;
+
+use std::collections::{BTreeMap, BTreeSet, HashSet};
+use std::sync::Arc;
+
+use ioc_model::{
+    AlertKind, AlertStatus, AlertView, Candidate, Category, Command, CommandOp, CommandRejection,
+    Correlation, DispatchAssignment, DispatchRecommendation, EmergencyCall, EventBody, GeoPoint,
+    IncidentReport, IncidentStatus, IncidentView, Input, KindNeed, OutputEvent, PositionPing,
+    Timestamp, UnitKind, UnitStatus, UnitStatusReport, UnitView,
+};
+use ioc_router::{distance_m, EtaModel, UnitIndex, Zones};
+use serde::{Deserialize, Serialize};
+
+pub use crate::rules::{CategoryRule, Deadlines, DispatchRules, DEFAULT_RULES_TOML};
+
+/// Errors of the engine crate (configuration only: inputs never error, they
+/// are rejected with a reason).
+#[derive(Debug, thiserror::Error)]
+pub enum EngineError {
+    #[error("invalid dispatch rules: {0}")]
+    Rules(String),
+    #[error("invalid engine config: {0}")]
+    Config(String),
+}
+
+/// Why an input was refused; becomes the dead-letter reason.
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+#[error("{0}")]
+pub struct Rejection(pub String);
+
+/// Tunables of the engine.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[serde(default, deny_unknown_fields)]
+pub struct EngineConfig {
+    /// A call this close to an open incident may attach to it.
+    pub correlation_radius_m: f64,
+    /// ... if the incident saw activity this recently.
+    pub correlation_window_s: u64,
+    /// Candidates listed per needed kind in a recommendation.
+    pub candidates_per_kind: usize,
+    pub eta: EtaModel,
+    /// Dispatch rules; loaded from a TOML file by the binary when configured.
+    #[serde(skip)]
+    pub rules: DispatchRules,
+}
+
+impl Default for EngineConfig {
+    fn default() -> Self {
+        Self {
+            correlation_radius_m: 300.0,
+            correlation_window_s: 15 * 60,
+            candidates_per_kind: 3,
+            eta: EtaModel::default(),
+            rules: DispatchRules::default(),
+        }
+    }
+}
+
+impl EngineConfig {
+    /// Checks ranges; the message names the field.
+    pub fn validate(&self) -> Result<(), EngineError> {
+        if !(self.correlation_radius_m.is_finite()
+            && (0.0..=50_000.0).contains(&self.correlation_radius_m))
+        {
+            return Err(EngineError::Config(format!(
+                "engine.correlation_radius_m must be within 0..=50000, got {}",
+                self.correlation_radius_m
+            )));
+        }
+        if !(1..=50).contains(&self.candidates_per_kind) {
+            return Err(EngineError::Config(format!(
+                "engine.candidates_per_kind must be within 1..=50, got {}",
+                self.candidates_per_kind
+            )));
+        }
+        self.eta.validate().map_err(EngineError::Config)?;
+        self.rules.validate()
+    }
+}
+
+/// Counters the adapters export as metrics.
+#[derive(Debug, Clone, Default, PartialEq, Eq)]
+pub struct EngineStats {
+    /// Inputs seen before (same id), ignored.
+    pub duplicates: u64,
+    /// Positions older than the unit's last fix, ignored.
+    pub stale_positions: u64,
+    /// Calls attached to an existing incident.
+    pub correlated_calls: u64,
+    /// Recommendations emitted.
+    pub recommendations: u64,
+    /// Units assigned (auto and by command).
+    pub assignments: u64,
+    /// Commands refused.
+    pub rejected_commands: u64,
+}
+
+#[derive(Debug, Clone)]
+struct Incident {
+    view: IncidentView,
+    /// Kinds and counts still needed, per the rules.
+    needs: BTreeMap<UnitKind, u32>,
+    /// Last call or report attached: the correlation window runs from here.
+    last_activity: Timestamp,
+}
+
+#[derive(Debug, Clone)]
+struct Unit {
+    view: UnitView,
+    /// Time of the last status report applied, to ignore older ones.
+    status_ts: Timestamp,
+}
+
+/// Categories that describe the same emergency seen by different callers.
+fn compatible(a: Category, b: Category) -> bool {
+    use Category::*;
+    a == b
+        || matches!(
+            (a, b),
+            (Fire, Rescue)
+                | (Rescue, Fire)
+                | (TrafficAccident, Medical)
+                | (Medical, TrafficAccident)
+        )
+}
+
+/// The engine. See the module docs for the state machine.
+#[derive(Debug, Clone)]
+pub struct Engine {
+    config: EngineConfig,
+    zones: Arc<Zones>,
+    index: UnitIndex,
+    /// Open incidents (closed ones leave; their ids stay in `seen`).
+    incidents: BTreeMap<String, Incident>,
+    units: BTreeMap<String, Unit>,
+    /// Alerts not yet cleared.
+    alerts: BTreeMap<String, AlertView>,
+    /// Ids of calls, incident reports and commands already applied.
+    seen: HashSet<String>,
+    /// (deadline ms, incident id) of open incidents waiting for units.
+    deadlines: BTreeSet<(i64, String)>,
+    /// Latest event time seen: the engine's notion of now.
+    clock: Timestamp,
+    /// Seq of the last output event.
+    last_seq: u64,
+    stats: EngineStats,
+}
+
+impl Engine {
+    /// A fresh engine whose first output will carry `last_seq + 1`.
+    pub fn new(config: EngineConfig, zones: Arc<Zones>, last_seq: u64) -> Self {
+        Self {
+            config,
+            zones,
+            index: UnitIndex::new(),
+            incidents: BTreeMap::new(),
+            units: BTreeMap::new(),
+            alerts: BTreeMap::new(),
+            seen: HashSet::new(),
+            deadlines: BTreeSet::new(),
+            clock: Timestamp::default(),
+            last_seq,
+            stats: EngineStats::default(),
+        }
+    }
+
+    /// Seq of the last output event produced.
+    pub fn last_seq(&self) -> u64 {
+        self.last_seq
+    }
+
+    /// Counters since start.
+    pub fn stats(&self) -> &EngineStats {
+        &self.stats
+    }
+
+    /// Open incidents.
+    pub fn incidents(&self) -> impl Iterator<Item = &IncidentView> {
+        self.incidents.values().map(|i| &i.view)
+    }
+
+    /// Known units.
+    pub fn units(&self) -> impl Iterator<Item = &UnitView> {
+        self.units.values().map(|u| &u.view)
+    }
+
+    /// Alerts not cleared.
+    pub fn alerts(&self) -> impl Iterator<Item = &AlertView> {
+        self.alerts.values()
+    }
+
+    /// The spatial index (for brute-force checks in tests and benches).
+    pub fn index(&self) -> &UnitIndex {
+        &self.index
+    }
+
+    /// Applies one input. `Err` means the input is refused as a whole (it
+    /// goes to the dead-letter topic with the reason) and changed nothing.
+    pub fn apply(&mut self, input: &Input) -> Result<Vec<OutputEvent>, Rejection> {
+        let mut out = Vec::new();
+        match input {
+            Input::Call(call) => self.on_call(call, &mut out),
+            Input::Incident(report) => self.on_report(report, &mut out),
+            Input::Position(ping) => self.on_position(ping, &mut out)?,
+            Input::Unit(report) => self.on_unit_status(report, &mut out),
+            Input::Command(cmd) => self.on_command(cmd, &mut out),
+        }
+        self.advance_clock(input.ts(), &mut out);
+        Ok(out)
+    }
+
+    /// Moves the engine's clock forward to `now` (injected by the caller,
+    /// e.g. a once-a-second timer) and raises the alerts that became due.
+    pub fn tick(&mut self, now: Timestamp) -> Vec<OutputEvent> {
+        let mut out = Vec::new();
+        self.advance_clock(now, &mut out);
+        out
+    }
+
+    fn emit(
+        &mut self,
+        out: &mut Vec<OutputEvent>,
+        ts: Timestamp,
+        district: Option<String>,
+        body: EventBody,
+    ) {
+        self.last_seq += 1;
+        out.push(OutputEvent {
+            seq: self.last_seq,
+            ts,
+            district,
+            body,
+        });
+    }
+
+    fn advance_clock(&mut self, now: Timestamp, out: &mut Vec<OutputEvent>) {
+        if now > self.clock {
+            self.clock = now;
+        }
+        while let Some((due, id)) = self.deadlines.first().cloned() {
+            if due > self.clock.unix_millis() {
+                break;
+            }
+            self.deadlines.pop_first();
+            let Some(inc) = self.incidents.get(&id) else {
+                continue;
+            };
+            if !inc.view.assigned_units.is_empty() {
+                continue;
+            }
+            let v = &inc.view;
+            let alert = AlertView {
+                alert_id: format!("deadline:{id}"),
+                kind: AlertKind::UnassignedDeadline,
+                status: AlertStatus::Raised,
+                severity: v.priority,
+                district: v.district.clone(),
+                incident_id: Some(id.clone()),
+                unit_id: None,
+                message: format!(
+                    "priority {} {} incident unassigned past its {} s deadline",
+                    v.priority,
+                    v.category.as_str(),
+                    self.config.rules.deadlines.millis(v.priority) / 1000
+                ),
+                raised_at: Timestamp::from_unix_millis(due),
+                acknowledged_by: None,
+            };
+            self.raise_alert(alert, out);
+        }
+    }
+
+    fn raise_alert(&mut self, alert: AlertView, out: &mut Vec<OutputEvent>) {
+        if self.alerts.contains_key(&alert.alert_id) {
+            return;
+        }
+        let ts = alert.raised_at;
+        let district = alert.district.clone();
+        self.alerts.insert(alert.alert_id.clone(), alert.clone());
+        self.emit(out, ts, district, EventBody::AlertRaised(alert));
+    }
+
+    fn clear_alert(&mut self, alert_id: &str, ts: Timestamp, out: &mut Vec<OutputEvent>) {
+        if let Some(mut alert) = self.alerts.remove(alert_id) {
+            alert.status = AlertStatus::Cleared;
+            let district = alert.district.clone();
+            self.emit(out, ts, district, EventBody::AlertCleared(alert));
+        }
+    }
+
+    fn on_call(&mut self, call: &EmergencyCall, out: &mut Vec<OutputEvent>) {
+        if !self.seen.insert(format!("call:{}", call.call_id)) {
+            self.stats.duplicates += 1;
+            return;
+        }
+        let (lat, lon) = (call.location.lat, call.location.lon);
+        let window_ms = i64::try_from(self.config.correlation_window_s.saturating_mul(1000))
+            .unwrap_or(i64::MAX);
+        // Nearest compatible open incident within radius and window.
+        let mut best: Option<(f64, String)> = None;
+        for (id, inc) in &self.incidents {
+            if !compatible(inc.view.category, call.category) {
+                continue;
+            }
+            let age = call.received_at.unix_millis() - inc.last_activity.unix_millis();
+            if age.abs() > window_ms {
+                continue;
+            }
+            let d = distance_m(lat, lon, inc.view.location.lat, inc.view.location.lon);
+            if d <= self.config.correlation_radius_m && best.as_ref().is_none_or(|(bd, _)| d < *bd)
+            {
+                best = Some((d, id.clone()));
+            }
+        }
+        if let Some((d, id)) = best {
+            self.stats.correlated_calls += 1;
+            let Some(inc) = self.incidents.get_mut(&id) else {
+                return;
+            };
+            let after_s =
+                (call.received_at.unix_millis() - inc.last_activity.unix_millis()) as f64 / 1000.0;
+            inc.last_activity = inc.last_activity.max(call.received_at);
+            let v = &mut inc.view;
+            v.call_count += 1;
+            if call.caller.is_some() {
+                v.caller.clone_from(&call.caller);
+            }
+            v.updated_at = call.received_at;
+            // Many callers for one incident: it is bigger than first thought.
+            let raised = v.call_count == 3 && v.priority > 1;
+            if raised {
+                v.priority -= 1;
+            }
+            v.correlation = Some(Correlation {
+                call_id: call.call_id.clone(),
+                distance_m: (d * 10.0).round() / 10.0,
+                after_s,
+            });
+            let view = v.clone();
+            self.emit(
+                out,
+                call.received_at,
+                view.district.clone(),
+                EventBody::IncidentUpdated(view),
+            );
+            if raised {
+                self.reschedule_deadline(&id);
+                self.recommend(&id, call.received_at, out);
+            }
+            return;
+        }
+        let rule = self.config.rules.rule(call.category);
+        let incident_id = format!("inc-{}", call.call_id);
+        self.open_incident(
+            incident_id,
+            call.category,
+            rule.priority,
+            lat,
+            lon,
+            call.received_at,
+            format!("call:{}", line_name(call.line)),
+            call.caller.clone(),
+            Some(call.line),
+            call.note.clone(),
+            out,
+        );
+    }
+
+    fn on_report(&mut self, r: &IncidentReport, out: &mut Vec<OutputEvent>) {
+        if !self.seen.insert(format!("incident:{}", r.incident_id))
+            || self.incidents.contains_key(&r.incident_id)
+        {
+            self.stats.duplicates += 1;
+            return;
+        }
+        let source = serde_json::to_value(r.source)
+            .ok()
+            .and_then(|v| v.as_str().map(str::to_string))
+            .unwrap_or_else(|| "report".into());
+        self.open_incident(
+            r.incident_id.clone(),
+            r.category,
+            r.priority,
+            r.location.lat,
+            r.location.lon,
+            r.reported_at,
+            source,
+            None,
+            None,
+            r.description.clone(),
+            out,
+        );
+    }
+
+    #[allow(clippy::too_many_arguments)]
+    fn open_incident(
+        &mut self,
+        incident_id: String,
+        category: Category,
+        priority: u8,
+        lat: f64,
+        lon: f64,
+        ts: Timestamp,
+        source: String,
+        caller: Option<String>,
+        line: Option<ioc_model::Line>,
+        description: Option<String>,
+        out: &mut Vec<OutputEvent>,
+    ) {
+        let district = self.zones.zone_id_at(lat, lon);
+        let rule = self.config.rules.rule(category);
+        let deadline = ts.plus_millis(self.config.rules.deadlines.millis(priority));
+        let view = IncidentView {
+            incident_id: incident_id.clone(),
+            status: IncidentStatus::Open,
+            category,
+            priority,
+            location: GeoPoint { lat, lon },
+            district: district.clone(),
+            opened_at: ts,
+            updated_at: ts,
+            source,
+            call_count: u32::from(caller.is_some() || line.is_some()),
+            caller,
+            line,
+            description,
+            assigned_units: Vec::new(),
+            correlation: None,
+            assign_deadline: deadline,
+            closed_at: None,
+        };
+        self.incidents.insert(
+            incident_id.clone(),
+            Incident {
+                view: view.clone(),
+                needs: rule.needs.clone(),
+                last_activity: ts,
+            },
+        );
+        self.deadlines
+            .insert((deadline.unix_millis(), incident_id.clone()));
+        self.emit(out, ts, district.clone(), EventBody::IncidentOpened(view));
+        if priority <= 2 {
+            let alert = AlertView {
+                alert_id: format!("opened:{incident_id}"),
+                kind: AlertKind::IncidentOpened,
+                status: AlertStatus::Raised,
+                severity: priority,
+                district,
+                incident_id: Some(incident_id.clone()),
+                unit_id: None,
+                message: format!("priority {priority} {} incident opened", category.as_str()),
+                raised_at: ts,
+                acknowledged_by: None,
+            };
+            self.raise_alert(alert, out);
+        }
+        self.recommend(&incident_id, ts, out);
+    }
+
+    fn reschedule_deadline(&mut self, id: &str) {
+        let Some(inc) = self.incidents.get_mut(id) else {
+            return;
+        };
+        let old = inc.view.assign_deadline.unix_millis();
+        self.deadlines.remove(&(old, id.to_string()));
+        let new = inc
+            .view
+            .opened_at
+            .plus_millis(self.config.rules.deadlines.millis(inc.view.priority));
+        inc.view.assign_deadline = new;
+        self.deadlines.insert((new.unix_millis(), id.to_string()));
+    }
+
+    /// Ranks candidates for what the incident still needs; auto-assigns
+    /// priority 1.
+    fn recommend(&mut self, id: &str, ts: Timestamp, out: &mut Vec<OutputEvent>) {
+        let Some(inc) = self.incidents.get(id) else {
+            return;
+        };
+        let (lat, lon) = (inc.view.location.lat, inc.view.location.lon);
+        let priority = inc.view.priority;
+        let category = inc.view.category;
+        let district = inc.view.district.clone();
+        let needs: Vec<(UnitKind, u32)> = inc
+            .needs
+            .iter()
+            .filter(|(_, n)| **n > 0)
+            .map(|(k, n)| (*k, *n))
+            .collect();
+        let mut candidates = Vec::new();
+        let mut unfilled = Vec::new();
+        let mut to_assign = Vec::new();
+        for (kind, count) in &needs {
+            let k = (*count as usize).max(self.config.candidates_per_kind);
+            let found = self.index.nearest_available(*kind, lat, lon, k);
+            if found.is_empty() {
+                unfilled.push(*kind);
+            }
+            for (rank, n) in found.iter().enumerate() {
+                let eta = self.config.eta.eta_s(n.kind, n.distance_m);
+                if priority == 1 && rank < *count as usize {
+                    to_assign.push((n.unit_id.to_string(), n.distance_m, eta));
+                }
+                candidates.push(Candidate {
+                    unit_id: n.unit_id.to_string(),
+                    kind: n.kind,
+                    distance_m: n.distance_m.round(),
+                    eta_s: eta.round(),
+                    reason: format!(
+                        "#{} nearest available {} at {:.1} km",
+                        rank + 1,
+                        n.kind.as_str(),
+                        n.distance_m / 1000.0
+                    ),
+                });
+            }
+        }
+        self.stats.recommendations += 1;
+        let rec = DispatchRecommendation {
+            incident_id: id.to_string(),
+            priority,
+            category,
+            needs: needs
+                .iter()
+                .map(|(kind, count)| KindNeed {
+                    kind: *kind,
+                    count: *count,
+                })
+                .collect(),
+            candidates,
+            auto_assign: priority == 1,
+            unfilled,
+        };
+        self.emit(out, ts, district, EventBody::DispatchRecommended(rec));
+        for (unit_id, d, eta) in to_assign {
+            self.assign(id, &unit_id, "auto", ts, Some((d, eta)), out);
+        }
+    }
+
+    /// Assigns a unit that is known to be free. Returns false if it is not.
+    fn assign(
+        &mut self,
+        incident_id: &str,
+        unit_id: &str,
+        by: &str,
+        ts: Timestamp,
+        route: Option<(f64, f64)>,
+        out: &mut Vec<OutputEvent>,
+    ) -> bool {
+        let Some(unit) = self.units.get_mut(unit_id) else {
+            return false;
+        };
+        let Some(inc) = self.incidents.get_mut(incident_id) else {
+            return false;
+        };
+        if unit.view.incident_id.is_some()
+            || unit.view.status.is_committed()
+            || unit.view.status == UnitStatus::OutOfService
+        {
+            return false;
+        }
+        let kind = unit.view.kind;
+        unit.view.status = UnitStatus::Dispatched;
+        unit.view.incident_id = Some(incident_id.to_string());
+        unit.status_ts = unit.status_ts.max(ts);
+        self.index.set_available(unit_id, false);
+        if let Some(n) = inc.needs.get_mut(&kind) {
+            *n = n.saturating_sub(1);
+        }
+        inc.view.assigned_units.push(unit_id.to_string());
+        inc.view.status = IncidentStatus::Dispatched;
+        inc.view.updated_at = ts;
+        let inc_view = inc.view.clone();
+        let unit_view = unit.view.clone();
+        let route = route.or_else(|| {
+            unit_view.position.map(|p| {
+                let d = distance_m(p.lat, p.lon, inc_view.location.lat, inc_view.location.lon);
+                (d, self.config.eta.eta_s(kind, d))
+            })
+        });
+        self.stats.assignments += 1;
+        let district = inc_view.district.clone();
+        self.emit(
+            out,
+            ts,
+            district.clone(),
+            EventBody::DispatchAssigned(DispatchAssignment {
+                incident_id: incident_id.to_string(),
+                unit_id: unit_id.to_string(),
+                kind,
+                by: by.to_string(),
+                distance_m: route.map(|r| r.0.round()),
+                eta_s: route.map(|r| r.1.round()),
+            }),
+        );
+        self.emit(
+            out,
+            ts,
+            unit_view.district.clone(),
+            EventBody::UnitUpdated(unit_view),
+        );
+        self.emit(out, ts, district, EventBody::IncidentUpdated(inc_view));
+        self.clear_alert(&format!("deadline:{incident_id}"), ts, out);
+        true
+    }
+
+    /// Takes a unit off its incident (unassign, or the crew reports free).
+    fn release(
+        &mut self,
+        unit_id: &str,
+        ts: Timestamp,
+        out: &mut Vec<OutputEvent>,
+    ) -> Option<String> {
+        let unit = self.units.get_mut(unit_id)?;
+        let incident_id = unit.view.incident_id.take()?;
+        if let Some(inc) = self.incidents.get_mut(&incident_id) {
+            inc.view.assigned_units.retain(|u| u != unit_id);
+            if inc.view.assigned_units.is_empty() {
+                inc.view.status = IncidentStatus::Open;
+            }
+            inc.view.updated_at = ts;
+            let view = inc.view.clone();
+            self.emit(
+                out,
+                ts,
+                view.district.clone(),
+                EventBody::IncidentUpdated(view),
+            );
+        }
+        Some(incident_id)
+    }
+
+    fn on_position(
+        &mut self,
+        p: &PositionPing,
+        out: &mut Vec<OutputEvent>,
+    ) -> Result<(), Rejection> {
+        let Some(unit) = self.units.get_mut(&p.unit_id) else {
+            return Err(Rejection(format!(
+                "unknown unit {:?}: register it on the units topic first",
+                p.unit_id
+            )));
+        };
+        if unit.view.last_fix.is_some_and(|t| t >= p.ts) {
+            self.stats.stale_positions += 1;
+            return Ok(());
+        }
+        let district = self.zones.zone_id_at(p.lat, p.lon);
+        unit.view.position = Some(GeoPoint {
+            lat: p.lat,
+            lon: p.lon,
+        });
+        unit.view.district = district.clone();
+        unit.view.speed_kmh = p.speed_kmh;
+        unit.view.heading_deg = p.heading_deg;
+        unit.view.last_fix = Some(p.ts);
+        let available = unit.view.status == UnitStatus::Available;
+        let view = unit.view.clone();
+        self.index
+            .upsert(&p.unit_id, view.kind, p.lat, p.lon, available);
+        self.emit(out, p.ts, district, EventBody::UnitUpdated(view));
+        Ok(())
+    }
+
+    fn on_unit_status(&mut self, r: &UnitStatusReport, out: &mut Vec<OutputEvent>) {
+        let unit = self.units.entry(r.unit_id.clone()).or_insert_with(|| Unit {
+            view: UnitView {
+                unit_id: r.unit_id.clone(),
+                kind: r.kind,
+                status: r.status,
+                position: None,
+                district: None,
+                station: None,
+                home_district: None,
+                incident_id: None,
+                speed_kmh: None,
+                heading_deg: None,
+                last_fix: None,
+            },
+            status_ts: Timestamp::from_unix_millis(i64::MIN),
+        });
+        if r.ts < unit.status_ts {
+            self.stats.duplicates += 1;
+            return;
+        }
+        unit.status_ts = r.ts;
+        unit.view.kind = r.kind;
+        unit.view.status = r.status;
+        if r.station.is_some() {
+            unit.view.station.clone_from(&r.station);
+        }
+        if r.home_district.is_some() {
+            unit.view.home_district.clone_from(&r.home_district);
+        }
+        let freed = matches!(
+            r.status,
+            UnitStatus::Available | UnitStatus::Returning | UnitStatus::OutOfService
+        );
+        let pos = unit.view.position;
+        if let Some(p) = pos {
+            self.index.upsert(
+                &r.unit_id,
+                r.kind,
+                p.lat,
+                p.lon,
+                r.status == UnitStatus::Available,
+            );
+        }
+        if freed {
+            self.release(&r.unit_id, r.ts, out);
+        }
+        if let Some(unit) = self.units.get(&r.unit_id) {
+            let view = unit.view.clone();
+            self.emit(
+                out,
+                r.ts,
+                view.district.clone(),
+                EventBody::UnitUpdated(view),
+            );
+        }
+    }
+
+    fn on_command(&mut self, cmd: &Command, out: &mut Vec<OutputEvent>) {
+        if !self.seen.insert(format!("command:{}", cmd.command_id)) {
+            self.stats.duplicates += 1;
+            return;
+        }
+        if let Err(reason) = self.try_command(cmd, out) {
+            self.stats.rejected_commands += 1;
+            let district = cmd
+                .op
+                .incident_id()
+                .and_then(|id| self.incidents.get(id))
+                .and_then(|i| i.view.district.clone());
+            self.emit(
+                out,
+                cmd.ts,
+                district,
+                EventBody::CommandRejected(CommandRejection {
+                    command_id: cmd.command_id.clone(),
+                    op: cmd.op.name().to_string(),
+                    issued_by: cmd.issued_by.clone(),
+                    incident_id: cmd.op.incident_id().map(str::to_string),
+                    reason,
+                }),
+            );
+        }
+    }
+
+    fn open_incident_or_reason(&self, id: &str) -> Result<&Incident, String> {
+        self.incidents.get(id).ok_or_else(|| {
+            if self.seen.contains(&format!("closed:{id}")) {
+                format!("incident {id} is closed")
+            } else {
+                format!("unknown incident {id}")
+            }
+        })
+    }
+
+    fn try_command(&mut self, cmd: &Command, out: &mut Vec<OutputEvent>) -> Result<(), String> {
+        let ts = cmd.ts;
+        match &cmd.op {
+            CommandOp::Assign {
+                incident_id,
+                unit_id,
+            } => {
+                self.open_incident_or_reason(incident_id)?;
+                let unit = self
+                    .units
+                    .get(unit_id)
+                    .ok_or_else(|| format!("unknown unit {unit_id}"))?;
+                if let Some(other) = &unit.view.incident_id {
+                    return Err(format!(
+                        "unit {unit_id} is already assigned to incident {other}"
+                    ));
+                }
+                if unit.view.status.is_committed() || unit.view.status == UnitStatus::OutOfService {
+                    return Err(format!("unit {unit_id} is {}", unit.view.status.as_str()));
+                }
+                if !self.assign(incident_id, unit_id, &cmd.issued_by, ts, None, out) {
+                    return Err(format!("unit {unit_id} cannot be assigned"));
+                }
+                Ok(())
+            }
+            CommandOp::Unassign {
+                incident_id,
+                unit_id,
+            } => {
+                self.open_incident_or_reason(incident_id)?;
+                let unit = self
+                    .units
+                    .get(unit_id)
+                    .ok_or_else(|| format!("unknown unit {unit_id}"))?;
+                if unit.view.incident_id.as_deref() != Some(incident_id.as_str()) {
+                    return Err(format!(
+                        "unit {unit_id} is not assigned to incident {incident_id}"
+                    ));
+                }
+                let kind = unit.view.kind;
+                self.release(unit_id, ts, out);
+                if let Some(u) = self.units.get_mut(unit_id) {
+                    u.view.status = UnitStatus::Available;
+                    u.status_ts = u.status_ts.max(ts);
+                    if let Some(p) = u.view.position {
+                        self.index.upsert(unit_id, kind, p.lat, p.lon, true);
+                    }
+                    let view = u.view.clone();
+                    if let Some(inc) = self.incidents.get_mut(incident_id) {
+                        *inc.needs.entry(kind).or_insert(0) += 1;
+                    }
+                    self.emit(
+                        out,
+                        ts,
+                        self.incidents
+                            .get(incident_id)
+                            .and_then(|i| i.view.district.clone()),
+                        EventBody::DispatchUnassigned(DispatchAssignment {
+                            incident_id: incident_id.clone(),
+                            unit_id: unit_id.clone(),
+                            kind,
+                            by: cmd.issued_by.clone(),
+                            distance_m: None,
+                            eta_s: None,
+                        }),
+                    );
+                    self.emit(out, ts, view.district.clone(), EventBody::UnitUpdated(view));
+                }
+                Ok(())
+            }
+            CommandOp::CloseIncident { incident_id } => {
+                self.open_incident_or_reason(incident_id)?;
+                let Some(mut inc) = self.incidents.remove(incident_id) else {
+                    return Err(format!("unknown incident {incident_id}"));
+                };
+                self.seen.insert(format!("closed:{incident_id}"));
+                self.deadlines
+                    .remove(&(inc.view.assign_deadline.unix_millis(), incident_id.clone()));
+                for unit_id in &inc.view.assigned_units {
+                    if let Some(u) = self.units.get_mut(unit_id) {
+                        u.view.incident_id = None;
+                    }
+                }
+                inc.view.status = IncidentStatus::Closed;
+                inc.view.closed_at = Some(ts);
+                inc.view.updated_at = ts;
+                let view = inc.view;
+                self.emit(
+                    out,
+                    ts,
+                    view.district.clone(),
+                    EventBody::IncidentClosed(view),
+                );
+                let related: Vec<String> = self
+                    .alerts
+                    .values()
+                    .filter(|a| a.incident_id.as_deref() == Some(incident_id.as_str()))
+                    .map(|a| a.alert_id.clone())
+                    .collect();
+                for alert_id in related {
+                    self.clear_alert(&alert_id, ts, out);
+                }
+                Ok(())
+            }
+            CommandOp::AckAlert { alert_id } => {
+                let alert = self
+                    .alerts
+                    .get_mut(alert_id)
+                    .ok_or_else(|| format!("unknown or cleared alert {alert_id}"))?;
+                if alert.status == AlertStatus::Acknowledged {
+                    return Err(format!("alert {alert_id} is already acknowledged"));
+                }
+                alert.status = AlertStatus::Acknowledged;
+                alert.acknowledged_by = Some(cmd.issued_by.clone());
+                let view = alert.clone();
+                self.emit(
+                    out,
+                    ts,
+                    view.district.clone(),
+                    EventBody::AlertAcknowledged(view),
+                );
+                Ok(())
+            }
+            CommandOp::SetPriority {
+                incident_id,
+                priority,
+            } => {
+                self.open_incident_or_reason(incident_id)?;
+                let Some(inc) = self.incidents.get_mut(incident_id) else {
+                    return Err(format!("unknown incident {incident_id}"));
+                };
+                if inc.view.priority == *priority {
+                    return Err(format!(
+                        "incident {incident_id} already has priority {priority}"
+                    ));
+                }
+                inc.view.priority = *priority;
+                inc.view.updated_at = ts;
+                let view = inc.view.clone();
+                self.reschedule_deadline(incident_id);
+                let view = self
+                    .incidents
+                    .get(incident_id)
+                    .map(|i| i.view.clone())
+                    .unwrap_or(view);
+                self.emit(
+                    out,
+                    ts,
+                    view.district.clone(),
+                    EventBody::IncidentUpdated(view.clone()),
+                );
+                if view.assigned_units.is_empty() {
+                    self.recommend(incident_id, ts, out);
+                }
+                Ok(())
+            }
+        }
+    }
+}
+
+fn line_name(line: ioc_model::Line) -> &'static str {
+    match line {
+        ioc_model::Line::Police => "113",
+        ioc_model::Line::FireRescue => "114",
+        ioc_model::Line::Ambulance => "115",
+    }
+}
+
+#[cfg(test)]
+mod tests;
