@@ -200,6 +200,102 @@ impl Engine {
         }
     }
 
+    /// Rebuilds an engine from its own output log (recovery after a restart
+    /// or crash). Events carry full views, so the latest view of each entity
+    /// is its state; ids seen in the log are remembered so that redelivered
+    /// inputs are ignored. The next output continues the log's `seq`.
+    pub fn restore(config: EngineConfig, zones: Arc<Zones>, log: &[OutputEvent]) -> Self {
+        let mut e = Self::new(config, zones, 0);
+        for ev in log {
+            e.last_seq = e.last_seq.max(ev.seq);
+            if ev.ts > e.clock {
+                e.clock = ev.ts;
+            }
+            match &ev.body {
+                EventBody::IncidentOpened(v) | EventBody::IncidentUpdated(v) => {
+                    e.seen.insert(format!("incident:{}", v.incident_id));
+                    if let Some(call_id) = v.incident_id.strip_prefix("inc-") {
+                        e.seen.insert(format!("call:{call_id}"));
+                    }
+                    if let Some(c) = &v.correlation {
+                        e.seen.insert(format!("call:{}", c.call_id));
+                    }
+                    let last_activity = v.updated_at;
+                    e.incidents.insert(
+                        v.incident_id.clone(),
+                        Incident {
+                            view: v.clone(),
+                            needs: BTreeMap::new(),
+                            last_activity,
+                        },
+                    );
+                }
+                EventBody::IncidentClosed(v) => {
+                    e.incidents.remove(&v.incident_id);
+                    e.seen.insert(format!("incident:{}", v.incident_id));
+                    e.seen.insert(format!("closed:{}", v.incident_id));
+                }
+                EventBody::UnitUpdated(v) => {
+                    let status_ts = e
+                        .units
+                        .get(&v.unit_id)
+                        .map_or(ev.ts, |u| u.status_ts.max(ev.ts));
+                    e.units.insert(
+                        v.unit_id.clone(),
+                        Unit {
+                            view: v.clone(),
+                            status_ts,
+                        },
+                    );
+                }
+                EventBody::AlertRaised(a) | EventBody::AlertAcknowledged(a) => {
+                    e.alerts.insert(a.alert_id.clone(), a.clone());
+                }
+                EventBody::AlertCleared(a) => {
+                    e.alerts.remove(&a.alert_id);
+                }
+                EventBody::CommandRejected(c) => {
+                    e.seen.insert(format!("command:{}", c.command_id));
+                }
+                EventBody::DispatchRecommended(_)
+                | EventBody::DispatchAssigned(_)
+                | EventBody::DispatchUnassigned(_) => {}
+            }
+        }
+        // Derived state: the spatial index, what each incident still needs,
+        // and the deadlines still pending.
+        for u in e.units.values() {
+            if let Some(p) = u.view.position {
+                e.index.upsert(
+                    &u.view.unit_id,
+                    u.view.kind,
+                    p.lat,
+                    p.lon,
+                    u.view.status == UnitStatus::Available,
+                );
+            }
+        }
+        let ids: Vec<String> = e.incidents.keys().cloned().collect();
+        for id in ids {
+            let rule = e.config.rules.rule(e.incidents[&id].view.category);
+            let mut needs = rule.needs.clone();
+            for unit_id in &e.incidents[&id].view.assigned_units {
+                if let Some(u) = e.units.get(unit_id) {
+                    if let Some(n) = needs.get_mut(&u.view.kind) {
+                        *n = n.saturating_sub(1);
+                    }
+                }
+            }
+            let inc = e.incidents.get_mut(&id).expect("id from keys");
+            inc.needs = needs;
+            if inc.view.assigned_units.is_empty() {
+                e.deadlines
+                    .insert((inc.view.assign_deadline.unix_millis(), id.clone()));
+            }
+        }
+        e
+    }
+
     /// Seq of the last output event produced.
     pub fn last_seq(&self) -> u64 {
         self.last_seq
@@ -872,9 +968,13 @@ impl Engine {
                 self.seen.insert(format!("closed:{incident_id}"));
                 self.deadlines
                     .remove(&(inc.view.assign_deadline.unix_millis(), incident_id.clone()));
+                // The crews keep their status (they report `returning`
+                // themselves) but are no longer on this incident: say so.
+                let mut freed = Vec::new();
                 for unit_id in &inc.view.assigned_units {
                     if let Some(u) = self.units.get_mut(unit_id) {
                         u.view.incident_id = None;
+                        freed.push(u.view.clone());
                     }
                 }
                 inc.view.status = IncidentStatus::Closed;
@@ -887,6 +987,9 @@ impl Engine {
                     view.district.clone(),
                     EventBody::IncidentClosed(view),
                 );
+                for u in freed {
+                    self.emit(out, ts, u.district.clone(), EventBody::UnitUpdated(u));
+                }
                 let related: Vec<String> = self
                     .alerts
                     .values()

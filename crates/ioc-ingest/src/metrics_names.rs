@@ -1,0 +1,26 @@
+//! Metric names of the Kafka side, as constants: one place to read them,
+//! no typos between emitter and dashboard. Labels are bounded (topic kind,
+//! outcome), never ids.
+
+/// Input messages handled, labels `topic` (calls|incidents|positions|units|commands) and `outcome` (ok|dlq).
+pub const INGEST_MESSAGES: &str = "ioc_ingest_messages_total";
+/// Dead letters produced, label `topic`.
+pub const DLQ_MESSAGES: &str = "ioc_dlq_messages_total";
+/// Output events produced to `ioc.events`.
+pub const EVENTS_PRODUCED: &str = "ioc_events_produced_total";
+/// Seconds spent in `Engine::apply` per input.
+pub const ENGINE_APPLY_SECONDS: &str = "ioc_engine_apply_seconds";
+/// Produce failures (the processor stops committing after one).
+pub const PRODUCE_ERRORS: &str = "ioc_produce_errors_total";
+/// Seq of the last output event produced by this processor.
+pub const LAST_SEQ: &str = "ioc_processor_last_seq";
+/// Inputs ignored as redeliveries.
+pub const DUPLICATES: &str = "ioc_engine_duplicates_total";
+/// Recommendations emitted.
+pub const RECOMMENDATIONS: &str = "ioc_engine_recommendations_total";
+/// Offsets stored (inputs fully handled).
+pub const OFFSETS_STORED: &str = "ioc_ingest_offsets_stored_total";
+/// Events read from `ioc.events` by the gateway feed.
+pub const EVENTS_READ: &str = "ioc_events_read_total";
+/// 1 while the broker is unreachable from the events reader.
+pub const BROKER_STALE: &str = "ioc_broker_stale";

@@ -1,0 +1,302 @@
+//! The ingest loop: one task owns the engine (one writer of state, one
+//! order); a finalizer task acknowledges inputs in order.
+//!
+//! For each input message: decode and validate it; apply it to the engine;
+//! produce the output events to `ioc.events` (or a dead letter with the
+//! reason to `ioc.dlq`); hand the delivery futures and the message's offset
+//! to the finalizer. The finalizer awaits the deliveries in input order and
+//! only then stores the offset, so a crash can redeliver but never skip. If
+//! a delivery fails (the DLQ or the events topic is unavailable past the
+//! producer's timeout) the finalizer stops storing offsets and the processor
+//! stops with an error: it stops committing rather than skipping.
+//!
+//! Shutdown (cancel): stop fetching, drain the finalizer (every in-flight
+//! delivery acknowledged), commit stored offsets synchronously, return.
+
+use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
+use std::sync::Arc;
+use std::time::{Duration, Instant};
+
+use base64::Engine as _;
+use ioc_engine::Engine;
+use ioc_model::{decode_input, DeadLetter, OutputEvent, Timestamp, Topics};
+use rdkafka::consumer::{CommitMode, Consumer, StreamConsumer};
+use rdkafka::message::Message;
+use rdkafka::producer::{DeliveryFuture, FutureProducer, FutureRecord, Producer};
+use rdkafka::util::Timeout;
+use tokio::sync::mpsc;
+use tokio_util::sync::CancellationToken;
+
+use crate::metrics_names as metric;
+use crate::{IngestError, KafkaSettings};
+
+/// Processor settings.
+#[derive(Debug, Clone)]
+pub struct ProcessorConfig {
+    pub kafka: KafkaSettings,
+    pub topics: Topics,
+    /// Consumer group of the processors.
+    pub group_id: String,
+    /// Inputs whose outputs may be in flight at once (bounds memory and the
+    /// redelivery window after a crash).
+    pub max_in_flight: usize,
+    /// How often the engine's clock is advanced from the wall clock, so
+    /// deadlines fire when no input flows.
+    pub tick_interval: Duration,
+}
+
+impl ProcessorConfig {
+    /// Defaults for a cluster and topic set.
+    pub fn new(kafka: KafkaSettings, topics: Topics) -> Self {
+        Self {
+            kafka,
+            topics,
+            group_id: "ioc-processor".into(),
+            max_in_flight: 4096,
+            tick_interval: Duration::from_secs(1),
+        }
+    }
+}
+
+/// Live status, shared with health endpoints and tests.
+#[derive(Debug, Default)]
+pub struct ProcessorStatus {
+    /// True once the consumer got its first assignment or message.
+    pub running: AtomicBool,
+    /// Seq of the last event produced.
+    pub last_seq: AtomicU64,
+    /// Inputs fully handled (offset stored).
+    pub handled: AtomicU64,
+    /// Inputs dead-lettered.
+    pub dead_lettered: AtomicU64,
+}
+
+/// Outputs of one input, awaiting acknowledgement.
+struct Pending {
+    deliveries: Vec<(String, DeliveryFuture)>,
+    /// Offset to store once delivered (`None` for clock ticks).
+    offset: Option<(String, i32, i64)>,
+}
+
+/// Runs the processor until `shutdown` is cancelled or a delivery fails.
+/// `engine` must already be restored from the output log.
+pub async fn run_processor(
+    config: ProcessorConfig,
+    mut engine: Engine,
+    status: Arc<ProcessorStatus>,
+    shutdown: CancellationToken,
+) -> Result<(), IngestError> {
+    let consumer: Arc<StreamConsumer> = Arc::new(
+        config
+            .kafka
+            .client_config()
+            .set("group.id", &config.group_id)
+            .set("enable.auto.commit", "true")
+            .set("auto.commit.interval.ms", "1000")
+            .set("enable.auto.offset.store", "false")
+            .set("auto.offset.reset", "earliest")
+            .set("enable.partition.eof", "false")
+            .set("session.timeout.ms", "10000")
+            .set("heartbeat.interval.ms", "1000")
+            .create()?,
+    );
+    let producer: FutureProducer = config.kafka.producer_config().create()?;
+    let inputs = config.topics.inputs();
+    consumer.subscribe(&inputs)?;
+    status.last_seq.store(engine.last_seq(), Ordering::Relaxed);
+    tracing::info!(group = %config.group_id, topics = ?inputs, last_seq = engine.last_seq(), "processor started");
+
+    let (tx, rx) = mpsc::channel::<Pending>(config.max_in_flight.max(1));
+    let failed = CancellationToken::new();
+    let finalizer = tokio::spawn(finalize(
+        rx,
+        Arc::clone(&consumer),
+        Arc::clone(&status),
+        failed.clone(),
+    ));
+
+    let mut tick = tokio::time::interval(config.tick_interval);
+    tick.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
+    let result = loop {
+        tokio::select! {
+            biased;
+            _ = shutdown.cancelled() => break Ok(()),
+            _ = failed.cancelled() => break Err(IngestError::Delivery {
+                topic: "output".into(),
+                reason: "a delivery failed; see the log".into(),
+            }),
+            _ = tick.tick() => {
+                let events = engine.tick(Timestamp::now());
+                if !events.is_empty() {
+                    let deliveries = produce_events(&producer, &config.topics, &events).await;
+                    status.last_seq.store(engine.last_seq(), Ordering::Relaxed);
+                    if tx.send(Pending { deliveries, offset: None }).await.is_err() {
+                        break Ok(());
+                    }
+                }
+            }
+            msg = consumer.recv() => {
+                let msg = match msg {
+                    Ok(m) => m,
+                    Err(e) => {
+                        tracing::warn!(error = %e, "consumer error");
+                        continue;
+                    }
+                };
+                status.running.store(true, Ordering::Relaxed);
+                let topic = msg.topic().to_string();
+                let (partition, offset) = (msg.partition(), msg.offset());
+                let payload = msg.payload().unwrap_or_default();
+                let key = msg.key().and_then(|k| std::str::from_utf8(k).ok()).map(str::to_string);
+                let kind = config.topics.kind_of(&topic);
+                let label = kind.map(|k| k.label()).unwrap_or("unknown");
+                let outcome = match kind {
+                    None => Err(format!("unknown topic {topic:?}")),
+                    Some(kind) => match decode_input(kind, payload, Timestamp::now()) {
+                        Err(e) => Err(e.to_string()),
+                        Ok(input) => {
+                            let started = Instant::now();
+                            let dup_before = engine.stats().duplicates;
+                            let applied = engine.apply(&input);
+                            metrics::histogram!(metric::ENGINE_APPLY_SECONDS).record(started.elapsed().as_secs_f64());
+                            if engine.stats().duplicates > dup_before {
+                                metrics::counter!(metric::DUPLICATES).increment(1);
+                            }
+                            applied.map_err(|r| format!("rejected: {r}"))
+                        }
+                    },
+                };
+                let deliveries = match outcome {
+                    Ok(events) => {
+                        metrics::counter!(metric::INGEST_MESSAGES, "topic" => label, "outcome" => "ok").increment(1);
+                        if events.iter().any(|e| matches!(e.body, ioc_model::EventBody::DispatchRecommended(_))) {
+                            metrics::counter!(metric::RECOMMENDATIONS).increment(1);
+                        }
+                        produce_events(&producer, &config.topics, &events).await
+                    }
+                    Err(reason) => {
+                        metrics::counter!(metric::INGEST_MESSAGES, "topic" => label, "outcome" => "dlq").increment(1);
+                        metrics::counter!(metric::DLQ_MESSAGES, "topic" => label).increment(1);
+                        status.dead_lettered.fetch_add(1, Ordering::Relaxed);
+                        tracing::info!(topic = %topic, partition, offset, reason = %reason, "dead-lettered");
+                        let letter = DeadLetter {
+                            original_base64: base64::engine::general_purpose::STANDARD.encode(payload),
+                            key: key.clone(),
+                            topic: topic.clone(),
+                            partition,
+                            offset,
+                            reason,
+                            ts: Timestamp::now(),
+                        };
+                        let bytes = serde_json::to_vec(&letter).unwrap_or_default();
+                        let record_key = key.clone().unwrap_or_default();
+                        vec![(config.topics.dlq.clone(), send(&producer, &config.topics.dlq, &record_key, &bytes).await)]
+                    }
+                };
+                status.last_seq.store(engine.last_seq(), Ordering::Relaxed);
+                metrics::gauge!(metric::LAST_SEQ).set(engine.last_seq() as f64);
+                if tx.send(Pending { deliveries, offset: Some((topic, partition, offset)) }).await.is_err() {
+                    break Ok(());
+                }
+            }
+        }
+    };
+
+    // Drain: every in-flight output acknowledged and its offset stored.
+    drop(tx);
+    let drained = finalizer.await.unwrap_or(false);
+    let _ = producer.flush(Timeout::After(Duration::from_secs(10)));
+    match consumer.commit_consumer_state(CommitMode::Sync) {
+        Ok(()) => tracing::info!(
+            handled = status.handled.load(Ordering::Relaxed),
+            "offsets committed"
+        ),
+        // Nothing stored yet is not an error worth shouting about.
+        Err(e) => tracing::debug!(error = %e, "final commit"),
+    }
+    consumer.unsubscribe();
+    if !drained && result.is_ok() {
+        return Err(IngestError::Delivery {
+            topic: "output".into(),
+            reason: "a delivery failed during shutdown".into(),
+        });
+    }
+    result
+}
+
+async fn produce_events(
+    producer: &FutureProducer,
+    topics: &Topics,
+    events: &[OutputEvent],
+) -> Vec<(String, DeliveryFuture)> {
+    let mut out = Vec::with_capacity(events.len());
+    for ev in events {
+        let bytes = serde_json::to_vec(ev).unwrap_or_default();
+        out.push((
+            topics.events.clone(),
+            send(producer, &topics.events, ev.entity_id(), &bytes).await,
+        ));
+    }
+    metrics::counter!(metric::EVENTS_PRODUCED).increment(events.len() as u64);
+    out
+}
+
+/// Enqueues one record, waiting (not dropping) while librdkafka's queue is
+/// full.
+async fn send(producer: &FutureProducer, topic: &str, key: &str, payload: &[u8]) -> DeliveryFuture {
+    loop {
+        let record = FutureRecord::to(topic).key(key).payload(payload);
+        match producer.send_result(record) {
+            Ok(f) => return f,
+            Err((e, _)) => {
+                tracing::debug!(error = %e, "producer queue full, waiting");
+                tokio::time::sleep(Duration::from_millis(5)).await;
+            }
+        }
+    }
+}
+
+/// Awaits deliveries in input order and stores offsets behind them. Returns
+/// false if a delivery failed (and stops storing from there on).
+async fn finalize(
+    mut rx: mpsc::Receiver<Pending>,
+    consumer: Arc<StreamConsumer>,
+    status: Arc<ProcessorStatus>,
+    failed: CancellationToken,
+) -> bool {
+    while let Some(p) = rx.recv().await {
+        for (topic, d) in p.deliveries {
+            let ok = match d.await {
+                Ok(Ok(_)) => true,
+                Ok(Err((e, _))) => {
+                    tracing::error!(topic = %topic, error = %e, "delivery failed: offsets stop here");
+                    false
+                }
+                Err(_) => {
+                    tracing::error!(topic = %topic, "delivery cancelled: offsets stop here");
+                    false
+                }
+            };
+            if !ok {
+                metrics::counter!(metric::PRODUCE_ERRORS).increment(1);
+                failed.cancel();
+                return false;
+            }
+        }
+        if let Some((topic, partition, offset)) = p.offset {
+            // librdkafka stores offset + 1: the next message to read.
+            match consumer.store_offset(&topic, partition, offset) {
+                Ok(()) => {
+                    status.handled.fetch_add(1, Ordering::Relaxed);
+                    metrics::counter!(metric::OFFSETS_STORED).increment(1);
+                }
+                // After a rebalance the partition may be gone: the new owner
+                // will redeliver, and the engine dedupes.
+                Err(e) => {
+                    tracing::warn!(topic = %topic, partition, offset, error = %e, "offset not stored")
+                }
+            }
+        }
+    }
+    true
+}

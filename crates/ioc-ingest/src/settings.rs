@@ -1,0 +1,58 @@
+//! Connection settings shared by every Kafka client of the process, with
+//! pass-through of any librdkafka property (TLS, SASL, timeouts).
+
+use std::collections::BTreeMap;
+
+use rdkafka::ClientConfig;
+use serde::{Deserialize, Serialize};
+
+/// How to reach the cluster.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(default, deny_unknown_fields)]
+pub struct KafkaSettings {
+    /// `host:port[,host:port]`.
+    pub brokers: String,
+    /// Extra librdkafka properties for every client (`security.protocol`,
+    /// `sasl.mechanisms`, `ssl.ca.location`, ...).
+    pub properties: BTreeMap<String, String>,
+}
+
+impl Default for KafkaSettings {
+    fn default() -> Self {
+        Self {
+            brokers: "127.0.0.1:9092".into(),
+            properties: BTreeMap::new(),
+        }
+    }
+}
+
+impl KafkaSettings {
+    /// Settings for a bootstrap address and nothing else.
+    pub fn new(brokers: impl Into<String>) -> Self {
+        Self {
+            brokers: brokers.into(),
+            properties: BTreeMap::new(),
+        }
+    }
+
+    /// A client config with the brokers and pass-through properties set.
+    pub fn client_config(&self) -> ClientConfig {
+        let mut c = ClientConfig::new();
+        c.set("bootstrap.servers", &self.brokers);
+        for (k, v) in &self.properties {
+            c.set(k, v);
+        }
+        c
+    }
+
+    /// An idempotent producer config: `acks=all`, no duplicates on retry.
+    pub fn producer_config(&self) -> ClientConfig {
+        let mut c = self.client_config();
+        c.set("enable.idempotence", "true")
+            .set("acks", "all")
+            .set("linger.ms", "2")
+            .set("message.timeout.ms", "120000")
+            .set("queue.buffering.max.messages", "1000000");
+        c
+    }
+}
