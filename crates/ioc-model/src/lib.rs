@@ -142,7 +142,35 @@ impl Input {
     }
 }
 
-fn decode_one<T: DeserializeOwned + Validate>(bytes: &[u8]) -> Result<T, DecodeError> {
+/// Shape checks serde's derives are too lenient for: a derived struct
+/// visitor also accepts a JSON array in field order, and an internally
+/// tagged enum accepts an integer variant index as its tag. The contract
+/// says objects and strings, so anything else is refused here.
+fn check_shape(kind: InputKind, value: &serde_json::Value) -> Result<(), DecodeError> {
+    let must_be_object = |field: &str| match value.get(field) {
+        Some(v) if !v.is_object() => Err(DecodeError::Invalid(format!(
+            "{field} must be an object, got {}",
+            json_kind(v)
+        ))),
+        _ => Ok(()),
+    };
+    match kind {
+        InputKind::Call | InputKind::Incident => must_be_object("location"),
+        InputKind::Command => match value.get("op") {
+            Some(v) if !v.is_string() => Err(DecodeError::Invalid(format!(
+                "op must be a string, got {}",
+                json_kind(v)
+            ))),
+            _ => Ok(()),
+        },
+        InputKind::Position | InputKind::Unit => Ok(()),
+    }
+}
+
+fn decode_one<T: DeserializeOwned + Validate>(
+    kind: InputKind,
+    bytes: &[u8],
+) -> Result<T, DecodeError> {
     if bytes.len() > MAX_MESSAGE_BYTES {
         return Err(DecodeError::TooLarge {
             size: bytes.len(),
@@ -160,6 +188,7 @@ fn decode_one<T: DeserializeOwned + Validate>(bytes: &[u8]) -> Result<T, DecodeE
             json_kind(&value)
         )));
     }
+    check_shape(kind, &value)?;
     let msg: T = serde_json::from_value(value).map_err(|e| DecodeError::Invalid(e.to_string()))?;
     msg.validate()
         .map_err(|e| DecodeError::Invalid(e.to_string()))?;
@@ -184,11 +213,11 @@ fn json_kind(v: &serde_json::Value) -> &'static str {
 /// replay after a restart legitimately carries old ones.
 pub fn decode_input(kind: InputKind, bytes: &[u8], now: Timestamp) -> Result<Input, DecodeError> {
     let input = match kind {
-        InputKind::Call => Input::Call(decode_one(bytes)?),
-        InputKind::Incident => Input::Incident(decode_one(bytes)?),
-        InputKind::Position => Input::Position(decode_one(bytes)?),
-        InputKind::Unit => Input::Unit(decode_one(bytes)?),
-        InputKind::Command => Input::Command(decode_one(bytes)?),
+        InputKind::Call => Input::Call(decode_one(kind, bytes)?),
+        InputKind::Incident => Input::Incident(decode_one(kind, bytes)?),
+        InputKind::Position => Input::Position(decode_one(kind, bytes)?),
+        InputKind::Unit => Input::Unit(decode_one(kind, bytes)?),
+        InputKind::Command => Input::Command(decode_one(kind, bytes)?),
     };
     let ts = input.ts().unix_millis();
     if ts < MIN_TIMESTAMP_MS {
@@ -224,14 +253,22 @@ pub fn json_schemas() -> Vec<(&'static str, serde_json::Value)> {
         let generator = schemars::generate::SchemaSettings::draft2020_12().into_generator();
         serde_json::to_value(generator.into_root_schema_for::<T>()).unwrap_or_default()
     }
+    // Outputs are described as we write them: every field we always
+    // serialize (such as a null `district`) is required.
+    fn output_schema<T: schemars::JsonSchema>() -> serde_json::Value {
+        let generator = schemars::generate::SchemaSettings::draft2020_12()
+            .for_serialize()
+            .into_generator();
+        serde_json::to_value(generator.into_root_schema_for::<T>()).unwrap_or_default()
+    }
     vec![
         ("call.schema.json", schema::<EmergencyCall>()),
         ("incident.schema.json", schema::<IncidentReport>()),
         ("position.schema.json", schema::<PositionPing>()),
         ("unit.schema.json", schema::<UnitStatusReport>()),
         ("command.schema.json", schema::<Command>()),
-        ("event.schema.json", schema::<OutputEvent>()),
-        ("dead_letter.schema.json", schema::<DeadLetter>()),
+        ("event.schema.json", output_schema::<OutputEvent>()),
+        ("dead_letter.schema.json", output_schema::<DeadLetter>()),
     ]
 }
 
