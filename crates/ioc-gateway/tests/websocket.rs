@@ -1,0 +1,434 @@
+//! Websocket protocol against a real server and real clients.
+
+mod common;
+
+use std::time::Duration;
+
+use common::*;
+use futures::{SinkExt, StreamExt};
+use ioc_gateway::auth::Role;
+use ioc_gateway::Heartbeat;
+use ioc_model::EventBody;
+use serde_json::json;
+use tokio_tungstenite::tungstenite::Message;
+
+#[tokio::test]
+async fn refuses_upgrade_without_a_valid_token_or_origin() {
+    let srv = start(|c| c.allowed_origins = vec!["https://ioc.example".into()]).await;
+    assert_eq!(try_connect(srv.addr, None, None).await.err(), Some(401));
+    assert_eq!(
+        try_connect(srv.addr, Some("not.a.jwt"), None).await.err(),
+        Some(401)
+    );
+    let foreign = ioc_gateway::auth::mint_token("other-secret", "x", Role::Ioc, None, 60).unwrap();
+    assert_eq!(
+        try_connect(srv.addr, Some(&foreign), None).await.err(),
+        Some(401)
+    );
+    let expired = expired_token();
+    assert_eq!(
+        try_connect(srv.addr, Some(&expired), None).await.err(),
+        Some(401)
+    );
+    let good = token(Role::Ioc, None);
+    assert_eq!(
+        try_connect(srv.addr, Some(&good), Some("https://evil.example"))
+            .await
+            .err(),
+        Some(403)
+    );
+    assert!(
+        try_connect(srv.addr, Some(&good), Some("https://ioc.example"))
+            .await
+            .is_ok()
+    );
+    // Browsers put the token in the query string.
+    let url = format!("ws://{}/ws?access_token={good}", srv.addr);
+    assert!(tokio_tungstenite::connect_async(url).await.is_ok());
+}
+
+fn expired_token() -> String {
+    use jsonwebtoken::{encode, EncodingKey, Header};
+    let now = std::time::SystemTime::now()
+        .duration_since(std::time::UNIX_EPOCH)
+        .unwrap()
+        .as_secs();
+    encode(
+        &Header::default(),
+        &json!({"sub": "x", "role": "ioc", "exp": now - 120}),
+        &EncodingKey::from_secret(SECRET.as_bytes()),
+    )
+    .unwrap()
+}
+
+#[tokio::test]
+async fn city_subscription_gets_a_snapshot_then_ordered_events_with_prev_seq() {
+    let srv = start(|_| {}).await;
+    srv.gw.publish(opened(1, "i1", "hai_chau", None));
+    srv.gw.publish(unit_updated(2, "u1", "hai_chau"));
+    let mut ws = connect(srv.addr, &token(Role::Ioc, None)).await;
+    send(&mut ws, json!({"op": "ping"})).await;
+    assert_eq!(recv(&mut ws).await, json!({"op": "pong"}));
+    send(&mut ws, json!({"op": "subscribe", "channel": "city"})).await;
+    let snap = recv(&mut ws).await;
+    assert_eq!(snap["op"], "snapshot");
+    assert_eq!(snap["channel"], "city");
+    assert_eq!(snap["seq"], 2);
+    assert_eq!(snap["data"]["incidents"][0]["incident_id"], "i1");
+    assert_eq!(snap["data"]["units"][0]["unit_id"], "u1");
+    assert!(snap["data"]["alerts"].as_array().unwrap().is_empty());
+    assert!(snap["data"]["recommendations"].is_array());
+
+    srv.gw.publish(unit_updated(3, "u1", "hai_chau")); // not on city
+    srv.gw.publish(opened(4, "i2", "son_tra", None));
+    srv.gw.publish(opened(4, "dup", "son_tra", None)); // duplicate seq: ignored
+    srv.gw.publish(alert_raised(5, "a1", "son_tra", Some("i2")));
+    let e1 = recv(&mut ws).await;
+    assert_eq!(
+        (
+            e1["op"].as_str(),
+            e1["seq"].as_u64(),
+            e1["prev_seq"].as_u64()
+        ),
+        (Some("event"), Some(4), Some(2))
+    );
+    assert_eq!(e1["event"]["type"], "incident.opened");
+    assert_eq!(e1["event"]["data"]["incident_id"], "i2");
+    let e2 = recv(&mut ws).await;
+    assert_eq!(
+        (e2["seq"].as_u64(), e2["prev_seq"].as_u64()),
+        (Some(5), Some(4))
+    );
+    assert_eq!(e2["event"]["type"], "alert.raised");
+    assert_quiet(&mut ws).await;
+    assert_eq!(srv.gw.last_seq(), 5);
+
+    // unsubscribe stops delivery; units channel carries only unit updates.
+    send(&mut ws, json!({"op": "unsubscribe", "channel": "city"})).await;
+    send(&mut ws, json!({"op": "subscribe", "channel": "units"})).await;
+    let snap = recv(&mut ws).await;
+    assert_eq!(
+        (snap["op"].as_str(), snap["seq"].as_u64()),
+        (Some("snapshot"), Some(5))
+    );
+    assert_eq!(snap["data"].as_object().unwrap().len(), 1);
+    srv.gw.publish(opened(6, "i3", "hai_chau", None));
+    srv.gw.publish(unit_updated(7, "u2", "son_tra"));
+    let e = recv(&mut ws).await;
+    assert_eq!(
+        (e["seq"].as_u64(), e["prev_seq"].as_u64()),
+        (Some(7), Some(5))
+    );
+    assert_eq!(e["channel"], "units");
+}
+
+#[tokio::test]
+async fn district_user_sees_only_its_district_and_stays_connected_after_refusals() {
+    let srv = start(|_| {}).await;
+    srv.gw.publish(opened(1, "i1", "hai_chau", Some(PHONE)));
+    srv.gw.publish(opened(2, "i2", "son_tra", None));
+    let mut ws = connect(srv.addr, &token(Role::District, Some("hai_chau"))).await;
+
+    for channel in ["city", "district:son_tra", "units", "dispatch"] {
+        send(&mut ws, json!({"op": "subscribe", "channel": channel})).await;
+        let err = recv(&mut ws).await;
+        assert_eq!(err["op"], "error", "{channel}");
+        assert_eq!(err["code"], "forbidden", "{channel}");
+        assert_eq!(err["channel"], channel);
+    }
+    send(
+        &mut ws,
+        json!({"op": "subscribe", "channel": "district:atlantis"}),
+    )
+    .await;
+    assert_eq!(recv(&mut ws).await["code"], "unknown_channel");
+    ws.send(Message::text("{not json")).await.unwrap();
+    assert_eq!(recv(&mut ws).await["code"], "bad_request");
+    send(&mut ws, json!({"op": "dance"})).await;
+    assert_eq!(recv(&mut ws).await["code"], "bad_request");
+
+    send(
+        &mut ws,
+        json!({"op": "subscribe", "channel": "district:hai_chau"}),
+    )
+    .await;
+    let snap = recv(&mut ws).await;
+    assert_eq!(snap["op"], "snapshot");
+    assert_eq!(snap["channel"], "district:hai_chau");
+    let incidents = snap["data"]["incidents"].as_array().unwrap();
+    assert_eq!(incidents.len(), 1);
+    assert_eq!(incidents[0]["incident_id"], "i1");
+    assert_eq!(incidents[0]["caller"], "********67");
+
+    srv.gw.publish(opened(3, "i3", "son_tra", None));
+    srv.gw.publish(unit_updated(4, "u1", "hai_chau"));
+    let e = recv(&mut ws).await;
+    assert_eq!(
+        (e["seq"].as_u64(), e["prev_seq"].as_u64()),
+        (Some(4), Some(2))
+    );
+    assert_eq!(e["event"]["type"], "unit.updated");
+    assert_quiet(&mut ws).await;
+}
+
+#[tokio::test]
+async fn callers_are_masked_everywhere_but_the_dispatch_channel() {
+    let srv = start(|_| {}).await;
+    srv.gw.publish(opened(1, "i1", "hai_chau", Some(PHONE)));
+    let mut ws = connect(srv.addr, &token(Role::Dispatcher, None)).await;
+    send(&mut ws, json!({"op": "subscribe", "channel": "city"})).await;
+    let city_snap = recv(&mut ws).await;
+    send(&mut ws, json!({"op": "subscribe", "channel": "dispatch"})).await;
+    let dispatch_snap = recv(&mut ws).await;
+    send(
+        &mut ws,
+        json!({"op": "subscribe", "channel": "district:hai_chau"}),
+    )
+    .await;
+    let district_snap = recv(&mut ws).await;
+    assert_eq!(city_snap["data"]["incidents"][0]["caller"], "********67");
+    assert_eq!(
+        district_snap["data"]["incidents"][0]["caller"],
+        "********67"
+    );
+    assert_eq!(dispatch_snap["data"]["incidents"][0]["caller"], PHONE);
+
+    srv.gw
+        .publish(opened(2, "i2", "hai_chau", Some("0511 3822 115")));
+    let mut by_channel = std::collections::HashMap::new();
+    for _ in 0..3 {
+        let f = recv(&mut ws).await;
+        by_channel.insert(f["channel"].as_str().unwrap().to_string(), f);
+    }
+    assert_eq!(by_channel["city"]["event"]["data"]["caller"], "*********15");
+    assert_eq!(
+        by_channel["district:hai_chau"]["event"]["data"]["caller"],
+        "*********15"
+    );
+    assert_eq!(
+        by_channel["dispatch"]["event"]["data"]["caller"],
+        "0511 3822 115"
+    );
+    assert!(!by_channel["city"].to_string().contains("3822"));
+}
+
+#[tokio::test]
+async fn since_replays_from_history_or_falls_back_to_a_fresh_snapshot() {
+    let srv = start(|c| c.history_len = 5).await;
+    for seq in 1..=10 {
+        let district = if seq % 2 == 0 { "hai_chau" } else { "son_tra" };
+        srv.gw
+            .publish(opened(seq, &format!("i{seq}"), district, None));
+    }
+    let mut ws = connect(srv.addr, &token(Role::Ioc, None)).await;
+    // History holds 6..=10: resuming after 7 replays 8, 9, 10 with no snapshot.
+    send(
+        &mut ws,
+        json!({"op": "subscribe", "channel": "city", "since": 7}),
+    )
+    .await;
+    for (seq, prev) in [(8, 7), (9, 8), (10, 9)] {
+        let f = recv(&mut ws).await;
+        assert_eq!(f["op"], "event");
+        assert_eq!(
+            (f["seq"].as_u64(), f["prev_seq"].as_u64()),
+            (Some(seq), Some(prev))
+        );
+    }
+    // Filtered replay: only hai_chau events, prev_seq chains through them.
+    send(
+        &mut ws,
+        json!({"op": "subscribe", "channel": "district:hai_chau", "since": 5}),
+    )
+    .await;
+    for (seq, prev) in [(6, 5), (8, 6), (10, 8)] {
+        let f = recv(&mut ws).await;
+        assert_eq!(f["channel"], "district:hai_chau");
+        assert_eq!(
+            (f["seq"].as_u64(), f["prev_seq"].as_u64()),
+            (Some(seq), Some(prev))
+        );
+    }
+    // Up to date: nothing to replay, then live events continue the chain.
+    send(
+        &mut ws,
+        json!({"op": "subscribe", "channel": "units", "since": 10}),
+    )
+    .await;
+    send(&mut ws, json!({"op": "ping"})).await;
+    assert_eq!(recv(&mut ws).await["op"], "pong");
+    srv.gw.publish(unit_updated(11, "u1", "son_tra"));
+    let f = recv(&mut ws).await;
+    assert_eq!(
+        (f["seq"].as_u64(), f["prev_seq"].as_u64()),
+        (Some(11), Some(10))
+    );
+
+    // Too old for the history (and from the future): fresh snapshot.
+    let mut ws2 = connect(srv.addr, &token(Role::Ioc, None)).await;
+    send(
+        &mut ws2,
+        json!({"op": "subscribe", "channel": "city", "since": 2}),
+    )
+    .await;
+    let snap = recv(&mut ws2).await;
+    assert_eq!(
+        (snap["op"].as_str(), snap["seq"].as_u64()),
+        (Some("snapshot"), Some(11))
+    );
+    assert_eq!(snap["data"]["incidents"].as_array().unwrap().len(), 10);
+    send(
+        &mut ws2,
+        json!({"op": "subscribe", "channel": "units", "since": 99}),
+    )
+    .await;
+    assert_eq!(recv(&mut ws2).await["op"], "snapshot");
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_client_that_never_reads_is_disconnected_while_a_fast_client_gets_everything() {
+    const EVENTS: u64 = 2500;
+    let srv = start(|c| c.client_queue = 64).await;
+    let ioc = token(Role::Ioc, None);
+
+    let mut slow = connect(srv.addr, &ioc).await;
+    send(&mut slow, json!({"op": "subscribe", "channel": "city"})).await;
+    assert_eq!(recv(&mut slow).await["op"], "snapshot");
+
+    let mut fast = connect(srv.addr, &ioc).await;
+    send(&mut fast, json!({"op": "subscribe", "channel": "city"})).await;
+    assert_eq!(recv(&mut fast).await["op"], "snapshot");
+    let (progress_tx, mut progress) = tokio::sync::watch::channel(0u64);
+    let reader = tokio::spawn(async move {
+        let mut expected = 1;
+        while expected <= EVENTS {
+            let f = recv(&mut fast).await;
+            assert_eq!(
+                f["seq"].as_u64(),
+                Some(expected),
+                "fast client lost a frame"
+            );
+            assert_eq!(f["prev_seq"].as_u64(), Some(expected - 1));
+            progress_tx.send_replace(expected);
+            expected += 1;
+        }
+    });
+
+    // 16 KiB per event: the slow client's queue and socket buffers overflow
+    // long before the end. Publishing waits for the fast client to stay
+    // within half its queue, the way a real consumer's pace is set by Kafka.
+    let padding = "x".repeat(16 * 1024);
+    for seq in 1..=EVENTS {
+        let mut ev = opened(seq, &format!("i{seq}"), "hai_chau", None);
+        if let EventBody::IncidentOpened(i) = &mut ev.body {
+            i.description = Some(padding.clone());
+        }
+        srv.gw.publish(ev);
+        while seq - *progress.borrow() > 32 {
+            progress.changed().await.unwrap();
+        }
+    }
+    reader.await.unwrap();
+
+    let mut last = 0;
+    let (code, reason) = loop {
+        match tokio::time::timeout(Duration::from_secs(10), slow.next())
+            .await
+            .unwrap()
+        {
+            Some(Ok(Message::Text(t))) => {
+                let f: serde_json::Value = serde_json::from_str(t.as_str()).unwrap();
+                last = f["seq"].as_u64().unwrap();
+            }
+            Some(Ok(Message::Close(Some(c)))) => break (u16::from(c.code), c.reason.to_string()),
+            Some(Ok(_)) => {}
+            other => panic!("expected a close frame, got {other:?}"),
+        }
+    };
+    assert_eq!(code, 1008);
+    assert_eq!(reason, "slow consumer: resume with since");
+    assert!(last < EVENTS, "slow client got everything: {last}");
+}
+
+#[tokio::test]
+async fn an_oversized_message_closes_with_1009() {
+    let srv = start(|c| c.max_frame_bytes = 1024).await;
+    let mut ws = connect(srv.addr, &token(Role::Ioc, None)).await;
+    let big = json!({"op": "subscribe", "channel": "x".repeat(4096)});
+    send(&mut ws, big).await;
+    let (code, _) = recv_close(&mut ws).await;
+    assert_eq!(code, 1009);
+}
+
+#[tokio::test]
+async fn silent_clients_are_closed_and_pinged_clients_stay() {
+    let srv = start(|_| {}).await;
+    srv.gw.set_heartbeat(Heartbeat {
+        ping_interval: Duration::from_millis(50),
+        idle_timeout: Duration::from_millis(300),
+        close_timeout: Duration::from_secs(2),
+    });
+    let ioc = token(Role::Ioc, None);
+    let mut silent = connect(srv.addr, &ioc).await;
+    let mut alive = connect(srv.addr, &ioc).await;
+    // The live client reads, so tungstenite answers every ping with a pong.
+    assert_quiet(&mut alive).await;
+    assert_quiet(&mut alive).await;
+    assert_quiet(&mut alive).await;
+    tokio::time::sleep(Duration::from_millis(200)).await;
+    let (code, reason) = recv_close(&mut silent).await;
+    assert_eq!((code, reason.as_str()), (1001, "idle timeout"));
+    send(&mut alive, json!({"op": "ping"})).await;
+    assert_eq!(recv(&mut alive).await["op"], "pong");
+}
+
+#[tokio::test]
+async fn a_connection_closes_when_its_token_expires() {
+    let srv = start(|_| {}).await;
+    let short = ioc_gateway::auth::mint_token(SECRET, "t", Role::Ioc, None, 2).unwrap();
+    let mut ws = connect(srv.addr, &short).await;
+    let (code, reason) = recv_close(&mut ws).await;
+    assert_eq!((code, reason.as_str()), (1008, "token expired"));
+}
+
+#[tokio::test]
+async fn stale_status_reaches_every_client() {
+    let srv = start(|_| {}).await;
+    srv.gw.publish(unit_updated(3, "u1", "hai_chau"));
+    let mut ws = connect(srv.addr, &token(Role::Ioc, None)).await;
+    send(&mut ws, json!({"op": "ping"})).await;
+    assert_eq!(recv(&mut ws).await["op"], "pong"); // registered
+    srv.gw.set_stale(true);
+    assert_eq!(
+        recv(&mut ws).await,
+        json!({"op": "status", "stale": true, "seq": 3})
+    );
+    // A client connecting during the cut is told at once.
+    let mut late = connect(srv.addr, &token(Role::Ioc, None)).await;
+    assert_eq!(recv(&mut late).await["stale"], true);
+    srv.gw.set_stale(false);
+    assert_eq!(recv(&mut ws).await["stale"], false);
+    assert_eq!(recv(&mut late).await["stale"], false);
+}
+
+#[tokio::test]
+async fn shutdown_closes_every_websocket_with_1001() {
+    let srv = start(|_| {}).await;
+    let mut a = connect(srv.addr, &token(Role::Ioc, None)).await;
+    let mut b = connect(srv.addr, &token(Role::Dispatcher, None)).await;
+    send(&mut a, json!({"op": "subscribe", "channel": "city"})).await;
+    recv(&mut a).await;
+    srv.shutdown.cancel();
+    for ws in [&mut a, &mut b] {
+        let (code, reason) = recv_close(ws).await;
+        assert_eq!((code, reason.as_str()), (1001, "server shutting down"));
+    }
+    // Reading on answers the close frame, which ends the server's drain.
+    assert!(a.next().await.is_none_or(|r| r.is_err()));
+    assert!(b.next().await.is_none_or(|r| r.is_err()));
+    tokio::time::timeout(Duration::from_secs(5), srv.serving)
+        .await
+        .unwrap()
+        .unwrap()
+        .unwrap();
+}

@@ -1,0 +1,306 @@
+//! Wiring of the whole system in one process: recovery, processor, events
+//! reader, push gateway and (for the demo) the simulator, with shutdown in a
+//! stated order: stop the simulator (no new input) → stop the processor
+//! (stop fetching, drain in-flight outputs, commit offsets) → stop the
+//! events reader → close every websocket with a reason and stop HTTP.
+
+use std::net::SocketAddr;
+use std::sync::Arc;
+use std::time::Duration;
+
+use anyhow::Context;
+use futures::future::BoxFuture;
+use futures::FutureExt;
+use ioc_engine::Engine;
+use ioc_gateway::{CommandSink, Gateway, GatewayConfig};
+use ioc_ingest::{
+    read_all_events, run_events_reader, run_processor, EventsReaderHooks, KafkaSettings,
+    ProcessorConfig, ProcessorStatus,
+};
+use ioc_model::{Command, CommandOp, OutputEvent, Topics};
+use ioc_router::Zones;
+use rdkafka::consumer::{Consumer, StreamConsumer};
+use rdkafka::producer::{FutureProducer, FutureRecord};
+use rdkafka::{Offset, TopicPartitionList};
+use tokio::task::JoinHandle;
+use tokio_util::sync::CancellationToken;
+
+use crate::config::Config;
+use crate::telemetry;
+
+/// What to start besides the processor and gateway.
+#[derive(Debug, Clone)]
+pub struct StartOptions {
+    /// HS256 secret for operator tokens.
+    pub jwt_secret: String,
+    /// Run the Da Nang simulator as a producer too.
+    pub simulate: bool,
+}
+
+/// A running system.
+pub struct System {
+    /// The push gateway (also readable by tests).
+    pub gateway: Gateway,
+    /// Where HTTP and websockets listen.
+    pub addr: SocketAddr,
+    /// Live processor counters.
+    pub processor: Arc<ProcessorStatus>,
+    /// Cancelled when a task that must not stop has stopped.
+    pub fatal: CancellationToken,
+    sim: Option<(CancellationToken, JoinHandle<()>)>,
+    processor_task: (CancellationToken, JoinHandle<()>),
+    reader_task: (CancellationToken, JoinHandle<()>),
+    gateway_task: (CancellationToken, JoinHandle<()>),
+}
+
+impl std::fmt::Debug for System {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("System").field("addr", &self.addr).finish()
+    }
+}
+
+/// Writes operator commands to `ioc.commands`; resolves once Kafka has
+/// acknowledged them.
+struct KafkaCommandSink {
+    producer: FutureProducer,
+    topic: String,
+}
+
+impl CommandSink for KafkaCommandSink {
+    fn submit(&self, cmd: Command) -> BoxFuture<'static, Result<(), String>> {
+        let producer = self.producer.clone();
+        let topic = self.topic.clone();
+        async move {
+            let key = match &cmd.op {
+                CommandOp::AckAlert { alert_id } => alert_id.clone(),
+                op => op.incident_id().unwrap_or_default().to_string(),
+            };
+            let payload = serde_json::to_vec(&cmd).map_err(|e| e.to_string())?;
+            producer
+                .send(
+                    FutureRecord::to(&topic).key(&key).payload(&payload),
+                    Duration::from_secs(10),
+                )
+                .await
+                .map(|_| ())
+                .map_err(|(e, _)| format!("kafka did not accept the command: {e}"))
+        }
+        .boxed()
+    }
+}
+
+/// Feeds the gateway from the output log.
+struct GatewayFeed(Gateway);
+
+impl EventsReaderHooks for GatewayFeed {
+    fn on_event(&self, ev: OutputEvent) {
+        self.0.publish(ev);
+    }
+    fn on_caught_up(&self) {
+        tracing::info!(
+            seq = self.0.last_seq(),
+            "gateway caught up with the output log"
+        );
+        self.0.set_ready(true);
+    }
+    fn on_broker_stale(&self, stale: bool) {
+        self.0.set_stale(stale);
+        self.0.set_ready(!stale);
+    }
+}
+
+fn spawn_named<F>(name: &'static str, fatal: CancellationToken, fut: F) -> JoinHandle<()>
+where
+    F: std::future::Future<Output = anyhow::Result<()>> + Send + 'static,
+{
+    tokio::spawn(async move {
+        match fut.await {
+            Ok(()) => tracing::info!(task = name, "stopped"),
+            Err(e) => {
+                tracing::error!(task = name, error = %format!("{e:#}"), "task failed");
+                fatal.cancel();
+            }
+        }
+    })
+}
+
+/// Starts everything against the brokers in `config.kafka`.
+pub async fn start(config: &Config, opts: StartOptions) -> anyhow::Result<System> {
+    let zones = Arc::new(
+        Zones::load(&config.zones_path)
+            .with_context(|| format!("zones_path {}", config.zones_path.display()))?,
+    );
+    let kafka = config.kafka.clone();
+    let topics = config.topics.clone();
+
+    // Recovery: the engine is rebuilt from the log it wrote.
+    let log = {
+        let (kafka, topic) = (kafka.clone(), topics.events.clone());
+        tokio::task::spawn_blocking(move || read_all_events(&kafka, &topic))
+            .await
+            .context("recovery task")?
+            .context("cannot read the output log to recover state")?
+    };
+    let engine = Engine::restore(config.engine.clone(), Arc::clone(&zones), &log);
+    tracing::info!(
+        events = log.len(),
+        last_seq = engine.last_seq(),
+        incidents = engine.incidents().count(),
+        units = engine.units().count(),
+        "state recovered from the output log"
+    );
+    drop(log);
+
+    let fatal = CancellationToken::new();
+    let commands: Arc<dyn CommandSink> = Arc::new(KafkaCommandSink {
+        producer: kafka
+            .producer_config()
+            .create()
+            .context("command producer")?,
+        topic: topics.commands.clone(),
+    });
+    let handle = telemetry::prometheus();
+    let render: Arc<dyn Fn() -> String + Send + Sync> =
+        Arc::new(move || handle.as_ref().map(|h| h.render()).unwrap_or_default());
+    let gw = &config.gateway;
+    let gateway = Gateway::new(
+        GatewayConfig {
+            jwt_secret: opts.jwt_secret.clone(),
+            dashboards_dir: gw.dashboards_dir.clone(),
+            allowed_origins: gw.allowed_origins.clone(),
+            history_len: gw.history_len,
+            client_queue: gw.client_queue,
+            max_frame_bytes: gw.max_frame_bytes,
+        },
+        zones.geojson().clone(),
+        commands,
+        render,
+    );
+    let listener = tokio::net::TcpListener::bind(gw.bind)
+        .await
+        .with_context(|| format!("cannot listen on gateway.bind {}", gw.bind))?;
+    let addr = listener.local_addr()?;
+
+    let gateway_token = CancellationToken::new();
+    let gateway_task = {
+        let (g, t) = (gateway.clone(), gateway_token.clone());
+        spawn_named("gateway", fatal.clone(), async move {
+            g.serve(listener, t).await.context("gateway server")
+        })
+    };
+
+    let reader_token = CancellationToken::new();
+    let reader_task = {
+        let feed: Arc<dyn EventsReaderHooks> = Arc::new(GatewayFeed(gateway.clone()));
+        let fut = run_events_reader(
+            kafka.clone(),
+            topics.events.clone(),
+            feed,
+            reader_token.clone(),
+        );
+        spawn_named("events-reader", fatal.clone(), async move {
+            fut.await.context("events reader")
+        })
+    };
+
+    let status = Arc::new(ProcessorStatus::default());
+    let processor_token = CancellationToken::new();
+    let processor_task = {
+        let mut pc = ProcessorConfig::new(kafka.clone(), topics.clone());
+        pc.group_id.clone_from(&config.processor.group_id);
+        pc.max_in_flight = config.processor.max_in_flight;
+        let fut = run_processor(pc, engine, Arc::clone(&status), processor_token.clone());
+        spawn_named("processor", fatal.clone(), async move {
+            fut.await.context("processor")
+        })
+    };
+
+    let sim = if opts.simulate {
+        let token = CancellationToken::new();
+        let task = spawn_simulator(config, &zones, token.clone(), fatal.clone())?;
+        Some((token, task))
+    } else {
+        None
+    };
+
+    Ok(System {
+        gateway,
+        addr,
+        processor: status,
+        fatal,
+        sim,
+        processor_task: (processor_token, processor_task),
+        reader_task: (reader_token, reader_task),
+        gateway_task: (gateway_token, gateway_task),
+    })
+}
+
+/// Builds the simulator's Kafka clients and starts it.
+pub fn spawn_simulator(
+    config: &Config,
+    zones: &Zones,
+    token: CancellationToken,
+    fatal: CancellationToken,
+) -> anyhow::Result<JoinHandle<()>> {
+    let (producer, consumer) = simulator_clients(&config.kafka, &config.topics)?;
+    let sim = ioc_sim::Simulator::new(
+        config.simulator.sim.clone(),
+        zones,
+        ioc_model::Timestamp::now(),
+    );
+    let fut = ioc_sim::runner::run(
+        sim,
+        producer,
+        consumer,
+        config.topics.clone(),
+        config.simulator.speed,
+        token,
+    );
+    Ok(spawn_named("simulator", fatal, fut))
+}
+
+/// A producer for the simulator's inputs and a consumer that follows the
+/// output log from its end (the simulator reacts to dispatches).
+pub fn simulator_clients(
+    kafka: &KafkaSettings,
+    topics: &Topics,
+) -> anyhow::Result<(FutureProducer, StreamConsumer)> {
+    let producer: FutureProducer = kafka
+        .producer_config()
+        .create()
+        .context("simulator producer")?;
+    let consumer: StreamConsumer = kafka
+        .client_config()
+        .set("group.id", "ioc-simulator")
+        .set("enable.auto.commit", "false")
+        .create()
+        .context("simulator consumer")?;
+    let mut tpl = TopicPartitionList::new();
+    tpl.add_partition_offset(&topics.events, 0, Offset::End)?;
+    consumer.assign(&tpl)?;
+    Ok((producer, consumer))
+}
+
+impl System {
+    /// Graceful shutdown in the stated order, within `timeout` overall.
+    pub async fn shutdown(self, timeout: Duration) -> anyhow::Result<()> {
+        let steps = async move {
+            if let Some((token, task)) = self.sim {
+                token.cancel();
+                let _ = task.await;
+            }
+            let (t, task) = self.processor_task;
+            t.cancel();
+            let _ = task.await;
+            let (t, task) = self.reader_task;
+            t.cancel();
+            let _ = task.await;
+            let (t, task) = self.gateway_task;
+            t.cancel();
+            let _ = task.await;
+        };
+        tokio::time::timeout(timeout, steps)
+            .await
+            .map_err(|_| anyhow::anyhow!("shutdown did not finish within {timeout:?}"))
+    }
+}
