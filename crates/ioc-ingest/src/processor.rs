@@ -117,6 +117,7 @@ pub async fn run_processor(
 
     let mut tick = tokio::time::interval(config.tick_interval);
     tick.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
+    let mut last_input: Option<(Timestamp, Instant)> = None;
     let result = loop {
         tokio::select! {
             biased;
@@ -126,7 +127,14 @@ pub async fn run_processor(
                 reason: "a delivery failed; see the log".into(),
             }),
             _ = tick.tick() => {
-                let events = engine.tick(Timestamp::now());
+                // Event time, advanced by the wall time since the last input:
+                // deadlines fire when inputs stop, and a replayed or sped-up
+                // stream is not judged by today's wall clock.
+                let now = match last_input {
+                    Some((ts, at)) => ts.plus_millis(i64::try_from(at.elapsed().as_millis()).unwrap_or(i64::MAX)),
+                    None => continue,
+                };
+                let events = engine.tick(now);
                 if !events.is_empty() {
                     let deliveries = produce_events(&producer, &config.topics, &events).await;
                     status.last_seq.store(engine.last_seq(), Ordering::Relaxed);
@@ -156,6 +164,9 @@ pub async fn run_processor(
                         Err(e) => Err(e.to_string()),
                         Ok(input) => {
                             let started = Instant::now();
+                            if last_input.is_none_or(|(ts, _)| input.ts() >= ts) {
+                                last_input = Some((input.ts(), started));
+                            }
                             let dup_before = engine.stats().duplicates;
                             let applied = engine.apply(&input);
                             metrics::histogram!(metric::ENGINE_APPLY_SECONDS).record(started.elapsed().as_secs_f64());

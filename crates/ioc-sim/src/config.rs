@@ -1,4 +1,5 @@
-//! Simulator settings: fleet size, arrival rates and ping cadence. Sits in
+//! Simulator settings: fleet size, arrival rates, ping cadence and how fast
+//! the simulated dispatcher answers recommendations. Sits in
 //! the `ioc` config file, so unknown keys are rejected rather than ignored.
 
 use std::fmt;
@@ -26,6 +27,12 @@ pub struct SimConfig {
     /// Deliberately malformed messages per hour, to exercise the dead-letter
     /// queue. Zero in normal runs.
     pub invalid_per_hour: f64,
+    /// Seconds (sim time) the simulated dispatcher takes to act on a
+    /// `dispatch.recommended` that the processor did not auto-assign
+    /// (priorities 2-4): it then sends `assign` commands for the best
+    /// candidates still free. Zero: never dispatch, those incidents wait for
+    /// a human.
+    pub dispatch_delay_s: f64,
 }
 
 impl Default for SimConfig {
@@ -41,6 +48,7 @@ impl Default for SimConfig {
             incident_reports_per_hour: 40.0,
             ping_interval_s: 5.0,
             invalid_per_hour: 0.0,
+            dispatch_delay_s: 45.0,
         }
     }
 }
@@ -68,6 +76,7 @@ impl SimConfig {
             ("calls_per_hour", self.calls_per_hour),
             ("incident_reports_per_hour", self.incident_reports_per_hour),
             ("invalid_per_hour", self.invalid_per_hour),
+            ("dispatch_delay_s", self.dispatch_delay_s),
         ] {
             if !v.is_finite() || v < 0.0 {
                 return Err(SimConfigError(format!(
@@ -105,5 +114,19 @@ mod tests {
             .unwrap_err()
             .to_string()
             .contains("ping_interval_s"));
+        assert_eq!(c.dispatch_delay_s, 45.0);
+        let c: SimConfig = serde_json::from_str(r#"{"dispatch_delay_s":0}"#).unwrap();
+        assert!(c.validate().is_ok());
+        for v in [-1.0, f64::NAN, f64::INFINITY] {
+            let bad = SimConfig {
+                dispatch_delay_s: v,
+                ..SimConfig::default()
+            };
+            assert!(bad
+                .validate()
+                .unwrap_err()
+                .to_string()
+                .contains("dispatch_delay_s"));
+        }
     }
 }

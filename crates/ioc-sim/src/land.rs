@@ -14,7 +14,7 @@
 use std::cmp::Reverse;
 use std::collections::{BinaryHeap, HashMap, VecDeque};
 
-use geo::{Contains, Intersects, MultiPolygon, Point, Rect};
+use geo::{Contains, Coord, Intersects, Line, MultiPolygon, Point, Rect};
 use ioc_router::Zones;
 use rand::Rng;
 
@@ -107,6 +107,31 @@ impl LandZone {
                 .shape
                 .iter()
                 .any(|poly| poly.exterior().intersects(&pt))
+    }
+}
+
+impl LandZone {
+    fn bbox_holds(&self, p: LatLon) -> bool {
+        let (min, max) = (self.bbox.min(), self.bbox.max());
+        p.lon >= min.x && p.lon <= max.x && p.lat >= min.y && p.lat <= max.y
+    }
+
+    /// True when the straight leg lies in the zone's interior: `a` is inside
+    /// and the leg crosses or touches no ring of the zone. One pass over the
+    /// rings instead of a point-in-polygon test per sample; a `false` says
+    /// nothing (the leg may still pass the sampled test).
+    fn holds_segment(&self, a: LatLon, b: LatLon) -> bool {
+        if !self.bbox_holds(a) || !self.bbox_holds(b) {
+            return false;
+        }
+        if !self.shape.contains(&Point::new(a.lon, a.lat)) {
+            return false;
+        }
+        let line = Line::new(Coord { x: a.lon, y: a.lat }, Coord { x: b.lon, y: b.lat });
+        !self.shape.iter().any(|poly| {
+            poly.exterior().intersects(&line)
+                || poly.interiors().iter().any(|r| r.intersects(&line))
+        })
     }
 }
 
@@ -289,7 +314,15 @@ impl Land {
     }
 
     /// True when the straight leg stays on land at every sample.
+    ///
+    /// A leg wholly inside one zone (the common case: grid edges, short
+    /// drives) is accepted by one boundary-crossing test, which implies the
+    /// sampled test; only legs that cross or touch a zone boundary are
+    /// sampled. This keeps building the routing grid cheap in debug builds.
     pub(crate) fn segment_on_land(&self, a: LatLon, b: LatLon) -> bool {
+        if self.zones.iter().any(|z| z.holds_segment(a, b)) {
+            return true;
+        }
         let n = (a.distance_m(b) / SEGMENT_STEP_M).ceil().max(1.0) as usize;
         (0..=n).all(|k| self.on_land(a.lerp(b, k as f64 / n as f64)))
     }
@@ -507,6 +540,31 @@ mod tests {
         for w in route.windows(2) {
             assert!(land.segment_on_land(w[0], w[1]));
         }
+    }
+
+    #[test]
+    fn the_one_zone_shortcut_never_accepts_a_leg_sampling_rejects() {
+        let zones = danang();
+        let land = Land::new(&zones);
+        let sampled = |a: LatLon, b: LatLon| {
+            let n = (a.distance_m(b) / SEGMENT_STEP_M).ceil().max(1.0) as usize;
+            (0..=n).all(|k| land.on_land(a.lerp(b, k as f64 / n as f64)))
+        };
+        let (mut total, mut short) = (0, 0);
+        for (&(i, j), &a) in &land.cells {
+            for (di, dj) in [(0, 1), (1, -1), (1, 1), (0, 3), (2, 3), (4, -1)] {
+                if let Some(&b) = land.cells.get(&(i + di, j + dj)) {
+                    let (pa, pb) = (land.nodes[a].at, land.nodes[b].at);
+                    total += 1;
+                    if land.zones.iter().any(|z| z.holds_segment(pa, pb)) {
+                        short += 1;
+                        assert!(sampled(pa, pb), "{pa:?} {pb:?}");
+                    }
+                }
+            }
+        }
+        // The shortcut is what makes the grid cheap: most legs take it.
+        assert!(short * 10 > total * 8, "{short} of {total}");
     }
 
     #[test]

@@ -6,7 +6,9 @@
 //! The core ([`Simulator`]) is pure and deterministic: it owns no clock and
 //! does no I/O. Time goes in through [`Simulator::advance`], the processor's
 //! decisions through [`Simulator::observe`], and contract messages come out
-//! as [`Outgoing`] JSON payloads. [`runner::run`] is the thin async adapter
+//! as [`Outgoing`] JSON payloads. It also plays the dispatcher for incidents
+//! the processor only recommends units for (priorities 2-4), after
+//! [`SimConfig::dispatch_delay_s`], so a demo city does not leave them open. [`runner::run`] is the thin async adapter
 //! that wires it to Kafka in wall-clock time (optionally sped up).
 //!
 //! Units only ever stand or drive on land zones (never the offshore Hoàng
@@ -21,7 +23,7 @@ mod sim;
 mod traffic;
 
 pub use crate::config::{SimConfig, SimConfigError, MIN_PING_INTERVAL_S};
-pub use crate::sim::{Simulator, SIM_ISSUER};
+pub use crate::sim::{Simulator, PENDING_ASSIGN_MS, SIM_DISPATCHER, SIM_ISSUER};
 
 use ioc_model::InputKind;
 

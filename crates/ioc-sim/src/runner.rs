@@ -35,6 +35,10 @@ pub const TICK: Duration = Duration::from_millis(200);
 /// How long to wait for outstanding deliveries after cancellation.
 const DRAIN_TIMEOUT: Duration = Duration::from_secs(5);
 
+/// Longest wait for the processor to apply the fleet's registrations before
+/// the first positions are sent.
+const REGISTRATION_WAIT: Duration = Duration::from_secs(30);
+
 /// How long to keep retrying when librdkafka's local queue is full before
 /// counting the message as an error.
 const QUEUE_FULL_RETRIES: u32 = 100;
@@ -64,8 +68,45 @@ pub async fn run(
     let sim_start = sim.now();
     let wall_start = Instant::now();
     tracing::info!(%sim_start, speed, "simulator starting");
-    let batch = sim.start();
-    enqueue_all(&producer, &topics, batch, &mut inflight, &shutdown).await;
+    // Registrations go first and get a head start: Kafka orders nothing
+    // across topics, and a position of a unit the processor has not seen
+    // registered is dead-lettered by contract.
+    let (registrations, rest): (Vec<_>, Vec<_>) = sim
+        .start()
+        .into_iter()
+        .partition(|m| m.kind == InputKind::Unit);
+    let unit_count = registrations.len();
+    enqueue_all(&producer, &topics, registrations, &mut inflight, &shutdown).await;
+    while let Some((kind, ok)) = inflight.next().await {
+        count(kind, ok);
+    }
+    // Wait (bounded) until the processor has applied them: its
+    // `unit.updated` events on the output log say so.
+    let mut registered = std::collections::BTreeSet::new();
+    let wait = tokio::time::sleep(REGISTRATION_WAIT);
+    tokio::pin!(wait);
+    while registered.len() < unit_count {
+        tokio::select! {
+            () = shutdown.cancelled() => break,
+            () = &mut wait => {
+                tracing::warn!(registered = registered.len(), expected = unit_count, "processor slow to register units; sending positions anyway");
+                break;
+            }
+            msg = events_consumer.recv() => match msg {
+                Ok(m) => {
+                    let Some(payload) = m.payload() else { continue };
+                    if let Ok(ev) = serde_json::from_slice::<OutputEvent>(payload) {
+                        if let ioc_model::EventBody::UnitUpdated(u) = &ev.body {
+                            registered.insert(u.unit_id.clone());
+                        }
+                        sim.observe(&ev);
+                    }
+                }
+                Err(e) => tracing::debug!(error = %e, "events consumer error while waiting for registrations"),
+            }
+        }
+    }
+    enqueue_all(&producer, &topics, rest, &mut inflight, &shutdown).await;
 
     let mut tick = tokio::time::interval(TICK);
     tick.set_missed_tick_behavior(MissedTickBehavior::Delay);

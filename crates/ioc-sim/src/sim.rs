@@ -18,6 +18,20 @@
 //! `close_incident` command (issued by `sim`). An unassignment or a closure
 //! by someone else sends the unit home early.
 //!
+//! The simulator also plays the dispatcher for what the processor does not
+//! auto-assign (priorities 2-4). A `dispatch.recommended` with
+//! `auto_assign == false` becomes a plan, acted on
+//! [`SimConfig::dispatch_delay_s`] of sim time later: for each entry of
+//! `needs`, `assign` commands (issued by `sim-dispatcher`) for the first
+//! candidates of that kind it believes free, minus the units of that kind
+//! assigned to the incident since the recommendation. A unit is believed
+//! busy while it is assigned per `dispatch.assigned` (simulated units: until
+//! they leave the incident; others: until unassigned or the incident
+//! closes) or while an `assign` the simulator sent for it is neither
+//! confirmed nor rejected (`command.rejected`), for at most
+//! [`PENDING_ASSIGN_MS`]. A later recommendation for the incident replaces
+//! the plan; a closure or complete assignment in the meantime cancels it.
+//!
 //! Determinism: randomness comes from separate ChaCha streams of one seed
 //! (layout, arrivals, fleet, invalid messages), so the calls of a day do not
 //! depend on what the processor decided, and the same seed with the same
@@ -29,9 +43,9 @@ use std::cmp::{Ordering, Reverse};
 use std::collections::{BTreeMap, BTreeSet, BinaryHeap, HashMap};
 
 use ioc_model::{
-    Category, Command, CommandOp, EmergencyCall, EventBody, IncidentReport, IncidentStatus,
-    IncidentView, InputKind, Line, Location, OutputEvent, PositionPing, Timestamp, UnitKind,
-    UnitStatus, UnitStatusReport,
+    Category, Command, CommandOp, DispatchRecommendation, EmergencyCall, EventBody, IncidentReport,
+    IncidentStatus, IncidentView, InputKind, Line, Location, OutputEvent, PositionPing, Timestamp,
+    UnitKind, UnitStatus, UnitStatusReport,
 };
 use ioc_router::Zones;
 use rand::{Rng, SeedableRng};
@@ -45,6 +59,14 @@ use crate::{Outgoing, SimConfig, MIN_PING_INTERVAL_S};
 
 /// Who the simulator is when it issues commands.
 pub const SIM_ISSUER: &str = "sim";
+
+/// Who the simulated dispatcher is when it assigns units.
+pub const SIM_DISPATCHER: &str = "sim-dispatcher";
+
+/// How long an `assign` the simulated dispatcher sent keeps its unit
+/// reserved when neither `dispatch.assigned` nor `command.rejected` comes
+/// back (a lost message): after that the unit counts as free again.
+pub const PENDING_ASSIGN_MS: i64 = 5 * 60_000;
 
 /// Shortest time a unit spends on scene, even if it arrives after the
 /// incident's service time has run out (it still has to check in).
@@ -136,6 +158,29 @@ struct KnownIncident {
     service_until_ms: Option<i64>,
     closed: bool,
     close_sent: bool,
+    /// What the simulated dispatcher will do about it, if anything.
+    plan: Option<DispatchPlan>,
+}
+
+/// A recommendation the simulated dispatcher will act on.
+#[derive(Debug, Clone)]
+struct DispatchPlan {
+    /// The recommendation as received: a replay of it changes nothing.
+    rec: DispatchRecommendation,
+    /// Matches the `Due::Dispatch` scheduled for it; a newer plan for the
+    /// same incident makes the older event stale.
+    generation: u64,
+    /// Units assigned to the incident since the recommendation, with their
+    /// kind: they fill its `needs`.
+    assigned_since: BTreeMap<String, UnitKind>,
+}
+
+/// An `assign` the simulated dispatcher sent and has not seen the outcome of.
+#[derive(Debug, Clone)]
+struct PendingAssign {
+    command_id: String,
+    incident_id: String,
+    sent_ms: i64,
 }
 
 /// A call still to come for an incident that already has one.
@@ -172,6 +217,11 @@ enum Due {
     },
     Release {
         unit: usize,
+        generation: u64,
+    },
+    /// The simulated dispatcher acts on the incident's plan.
+    Dispatch {
+        incident: String,
         generation: u64,
     },
     IdleMove {
@@ -224,6 +274,15 @@ pub struct Simulator {
     /// that iteration never depends on hashing.
     incidents: BTreeMap<String, KnownIncident>,
     call_to_scene: BTreeMap<String, f64>,
+    /// Sim time between a recommendation and the dispatcher's assignments;
+    /// `None`: the simulated dispatcher is off.
+    dispatch_delay_ms: Option<i64>,
+    next_plan: u64,
+    /// Assignments sent by the simulated dispatcher, by unit id.
+    pending_assign: BTreeMap<String, PendingAssign>,
+    /// Units the simulator does not drive that the processor assigned, with
+    /// their incident: they are not free for the dispatcher.
+    foreign_busy: BTreeMap<String, String>,
     arrivals_rng: ChaCha8Rng,
     fleet_rng: ChaCha8Rng,
     invalid_rng: ChaCha8Rng,
@@ -264,6 +323,9 @@ impl Simulator {
         let ping_interval_ms = (config.ping_interval_s.max(MIN_PING_INTERVAL_S) * 1000.0)
             .round()
             .clamp(100.0, 86_400_000.0) as i64;
+        let delay = config.dispatch_delay_s;
+        let dispatch_delay_ms = (delay.is_finite() && delay > 0.0)
+            .then(|| (delay * 1000.0).round().clamp(1.0, 86_400_000.0) as i64);
         let mut layout_rng = rng_stream(config.seed, STREAM_LAYOUT);
         let mut stations = Vec::new();
         let mut units = Vec::new();
@@ -314,6 +376,10 @@ impl Simulator {
             unit_by_id,
             incidents: BTreeMap::new(),
             call_to_scene: BTreeMap::new(),
+            dispatch_delay_ms,
+            next_plan: 0,
+            pending_assign: BTreeMap::new(),
+            foreign_busy: BTreeMap::new(),
             calls_sent: 0,
             reports_sent: 0,
             commands_sent: 0,
@@ -453,9 +519,11 @@ impl Simulator {
 
     /// Reacts to the processor's output: remembers incidents, sends assigned
     /// units out, brings units home when their incident is closed or they
-    /// are unassigned. Everything else is ignored. Idempotent for replayed
-    /// events. Acts at the time of the last `advance`; the resulting messages
-    /// come out of the next one.
+    /// are unassigned, and plans the simulated dispatcher's assignments for
+    /// recommendations that were not auto-assigned (see the module docs).
+    /// Everything else is ignored. Idempotent for replayed events. Acts at
+    /// the time of the last `advance`; the resulting messages come out of
+    /// the next one (the dispatcher's `dispatch_delay_s` later).
     pub fn observe(&mut self, ev: &OutputEvent) {
         match &ev.body {
             EventBody::IncidentOpened(view) | EventBody::IncidentUpdated(view) => {
@@ -468,8 +536,37 @@ impl Simulator {
                 self.learn_incident(view);
                 self.incident_closed(&view.incident_id);
             }
-            EventBody::DispatchAssigned(a) => self.assigned(&a.incident_id, &a.unit_id),
+            EventBody::DispatchRecommended(rec) => self.recommended(rec),
+            EventBody::DispatchAssigned(a) => {
+                self.pending_assign.remove(&a.unit_id);
+                if !self.unit_by_id.contains_key(&a.unit_id) {
+                    self.foreign_busy
+                        .insert(a.unit_id.clone(), a.incident_id.clone());
+                }
+                if let Some(plan) = self
+                    .incidents
+                    .get_mut(&a.incident_id)
+                    .and_then(|i| i.plan.as_mut())
+                {
+                    plan.assigned_since.insert(a.unit_id.clone(), a.kind);
+                }
+                self.assigned(&a.incident_id, &a.unit_id);
+            }
+            EventBody::CommandRejected(r) => {
+                self.pending_assign
+                    .retain(|_, p| p.command_id != r.command_id);
+            }
             EventBody::DispatchUnassigned(a) => {
+                if self.foreign_busy.get(&a.unit_id) == Some(&a.incident_id) {
+                    self.foreign_busy.remove(&a.unit_id);
+                }
+                if let Some(plan) = self
+                    .incidents
+                    .get_mut(&a.incident_id)
+                    .and_then(|i| i.plan.as_mut())
+                {
+                    plan.assigned_since.remove(&a.unit_id);
+                }
                 if let Some(&u) = self.unit_by_id.get(&a.unit_id) {
                     if self.units[u].task.incident() == Some(a.incident_id.as_str()) {
                         if let Some(inc) = self.incidents.get_mut(&a.incident_id) {
@@ -572,6 +669,10 @@ impl Simulator {
                     self.idle_move(unit, t);
                 }
             }
+            Due::Dispatch {
+                incident,
+                generation,
+            } => self.dispatch(&incident, generation, t, out),
         }
     }
 
@@ -659,9 +760,10 @@ impl Simulator {
             if ok {
                 break;
             }
-            eprintln!(
-                "DEBUG drive {} at {t} from {from:?} to {to:?} failed ping check",
-                self.units[u].id
+            tracing::debug!(
+                unit = %self.units[u].id,
+                t,
+                "planned drive puts a ping off land; re-planning"
             );
         }
         let motion = chosen.unwrap_or_else(|| Motion::parked(from, t));
@@ -836,6 +938,7 @@ impl Simulator {
                 service_until_ms: None,
                 closed: false,
                 close_sent: false,
+                plan: None,
             });
         entry.location = location;
         entry.category = view.category;
@@ -850,6 +953,10 @@ impl Simulator {
             return;
         }
         inc.closed = true;
+        inc.plan = None;
+        self.foreign_busy.retain(|_, i| i != incident_id);
+        self.pending_assign
+            .retain(|_, p| p.incident_id != incident_id);
         let units: Vec<usize> = inc.units.iter().copied().collect();
         let t = self.now_ms;
         for u in units {
@@ -895,6 +1002,118 @@ impl Simulator {
                 generation,
             },
         );
+    }
+
+    /// Plans (or replaces, or cancels) the simulated dispatcher's answer to a
+    /// recommendation for a known, open incident.
+    fn recommended(&mut self, rec: &DispatchRecommendation) {
+        let delay = self.dispatch_delay_ms;
+        let Some(inc) = self.incidents.get_mut(&rec.incident_id) else {
+            return;
+        };
+        if inc.closed {
+            return;
+        }
+        if inc.plan.as_ref().is_some_and(|p| p.rec == *rec) {
+            return; // replayed event
+        }
+        let wanted = !rec.auto_assign && rec.needs.iter().any(|n| n.count > 0);
+        let Some(delay) = delay.filter(|_| wanted) else {
+            // Auto-assigned (or nothing to do): a pending plan is obsolete.
+            inc.plan = None;
+            return;
+        };
+        self.next_plan += 1;
+        let generation = self.next_plan;
+        inc.plan = Some(DispatchPlan {
+            rec: rec.clone(),
+            generation,
+            assigned_since: BTreeMap::new(),
+        });
+        let at = self.now_ms + delay;
+        self.schedule(
+            at,
+            Due::Dispatch {
+                incident: rec.incident_id.clone(),
+                generation,
+            },
+        );
+    }
+
+    /// True when the dispatcher may assign the unit: not assigned to an
+    /// incident as far as it knows, and not promised by one of its own
+    /// recent `assign` commands.
+    fn believed_free(&self, unit_id: &str, t: i64) -> bool {
+        if self
+            .pending_assign
+            .get(unit_id)
+            .is_some_and(|p| t - p.sent_ms < PENDING_ASSIGN_MS)
+        {
+            return false;
+        }
+        match self.unit_by_id.get(unit_id) {
+            Some(&u) => self.units[u].task.incident().is_none(),
+            None => !self.foreign_busy.contains_key(unit_id),
+        }
+    }
+
+    /// The simulated dispatcher acts on a plan: `assign` commands for the
+    /// best free candidates of each kind still needed.
+    fn dispatch(&mut self, incident_id: &str, generation: u64, t: i64, out: &mut Vec<Outgoing>) {
+        let Some(inc) = self.incidents.get_mut(incident_id) else {
+            return;
+        };
+        if inc.closed || inc.plan.as_ref().map(|p| p.generation) != Some(generation) {
+            return; // closed, or replaced by a newer recommendation
+        }
+        let Some(plan) = inc.plan.take() else {
+            return;
+        };
+        let mut picks: Vec<String> = Vec::new();
+        for need in &plan.rec.needs {
+            let filled = plan
+                .assigned_since
+                .values()
+                .filter(|&&k| k == need.kind)
+                .count();
+            let missing = (need.count as usize).saturating_sub(filled);
+            let free: Vec<String> = plan
+                .rec
+                .candidates
+                .iter()
+                .filter(|c| c.kind == need.kind)
+                .filter(|c| !picks.contains(&c.unit_id) && self.believed_free(&c.unit_id, t))
+                .take(missing)
+                .map(|c| c.unit_id.clone())
+                .collect();
+            picks.extend(free);
+        }
+        for unit_id in picks {
+            self.commands_sent += 1;
+            let command_id = format!("sim-cmd-{:06}", self.commands_sent);
+            let msg = Command {
+                command_id: command_id.clone(),
+                ts: Timestamp::from_unix_millis(t),
+                issued_by: SIM_DISPATCHER.to_string(),
+                op: CommandOp::Assign {
+                    incident_id: incident_id.to_string(),
+                    unit_id: unit_id.clone(),
+                },
+            };
+            out.push(Outgoing {
+                kind: InputKind::Command,
+                key: incident_id.to_string(),
+                payload: to_json(&msg),
+            });
+            self.pending_assign.insert(
+                unit_id,
+                PendingAssign {
+                    command_id,
+                    incident_id: incident_id.to_string(),
+                    sent_ms: t,
+                },
+            );
+        }
     }
 
     /// Queues the status of the unit's current task for the next `advance`.
@@ -1112,9 +1331,7 @@ impl Simulator {
 #[cfg(test)]
 mod tests {
     use super::*;
-    use ioc_model::{
-        decode_input, DispatchAssignment, DispatchRecommendation, GeoPoint, Input, OutputEvent,
-    };
+    use ioc_model::{decode_input, DispatchAssignment, GeoPoint, Input, OutputEvent};
     use rand::SeedableRng;
     use std::path::Path;
 
@@ -1491,6 +1708,251 @@ mod tests {
             .collect();
         assert_eq!(statuses, [UnitStatus::Returning, UnitStatus::Available]);
         assert!(out.iter().all(|o| o.kind != InputKind::Command));
+    }
+
+    /// A quiet city: a small fleet, no calls or reports of its own, so that
+    /// every command comes from the test's events.
+    fn quiet(dispatch_delay_s: f64) -> SimConfig {
+        SimConfig {
+            ambulances: 4,
+            fire_engines: 6,
+            police: 4,
+            rescue: 1,
+            calls_per_hour: 0.0,
+            incident_reports_per_hour: 0.0,
+            ping_interval_s: 60.0,
+            dispatch_delay_s,
+            ..SimConfig::default()
+        }
+    }
+
+    fn recommendation(id: &str, needs: &[(UnitKind, u32)], units: &[&str]) -> EventBody {
+        let kind_of = |u: &str| match u.split('-').next() {
+            Some("amb") => UnitKind::Ambulance,
+            Some("fire") => UnitKind::FireEngine,
+            Some("pol") => UnitKind::Police,
+            _ => UnitKind::Rescue,
+        };
+        EventBody::DispatchRecommended(DispatchRecommendation {
+            incident_id: id.into(),
+            priority: 3,
+            category: Category::Fire,
+            needs: needs
+                .iter()
+                .map(|&(kind, count)| ioc_model::KindNeed { kind, count })
+                .collect(),
+            candidates: units
+                .iter()
+                .enumerate()
+                .map(|(i, u)| ioc_model::Candidate {
+                    unit_id: (*u).into(),
+                    kind: kind_of(u),
+                    distance_m: 100.0 * i as f64,
+                    eta_s: 10.0 * i as f64,
+                    reason: String::new(),
+                })
+                .collect(),
+            auto_assign: false,
+            unfilled: vec![],
+        })
+    }
+
+    fn assignment(incident: &str, unit: &str, kind: UnitKind) -> EventBody {
+        EventBody::DispatchAssigned(DispatchAssignment {
+            incident_id: incident.into(),
+            unit_id: unit.into(),
+            kind,
+            by: "disp".into(),
+            distance_m: None,
+            eta_s: None,
+        })
+    }
+
+    /// The commands in `out`, decoded as the processor decodes them.
+    fn commands(out: &[Outgoing], now: Timestamp) -> Vec<(String, Command)> {
+        out.iter()
+            .filter(|o| o.kind == InputKind::Command)
+            .map(|o| match decode_input(o.kind, &o.payload, now) {
+                Ok(Input::Command(c)) => (o.key.clone(), c),
+                other => panic!("{other:?}"),
+            })
+            .collect()
+    }
+
+    /// (incident, unit) of the `assign` commands among them.
+    fn assigns(cmds: &[(String, Command)]) -> Vec<(String, String)> {
+        cmds.iter()
+            .filter_map(|(_, c)| match &c.op {
+                CommandOp::Assign {
+                    incident_id,
+                    unit_id,
+                } => Some((incident_id.clone(), unit_id.clone())),
+                _ => None,
+            })
+            .collect()
+    }
+
+    fn open(sim: &mut Simulator, id: &str, at: LatLon) {
+        let t = sim.now();
+        let view = incident_view(id, at, Category::Fire, t);
+        sim.observe(&event(0, t, EventBody::IncidentOpened(view)));
+    }
+
+    #[test]
+    fn the_dispatcher_assigns_the_best_free_candidates_after_the_delay() {
+        let zones = danang();
+        let mut sim = Simulator::new(quiet(45.0), &zones, start());
+        sim.start();
+        let t0 = start().plus_millis(60_000);
+        sim.advance(t0);
+        let scene = LatLon::new(16.0544, 108.2022);
+        open(&mut sim, "inc-9", scene.offset_m(500.0, 0.0));
+        // fire-01 is busy elsewhere.
+        sim.observe(&event(
+            1,
+            t0,
+            assignment("inc-9", "fire-01", UnitKind::FireEngine),
+        ));
+        open(&mut sim, "inc-7", scene);
+        let rec = recommendation(
+            "inc-7",
+            &[
+                (UnitKind::FireEngine, 2),
+                (UnitKind::Ambulance, 1),
+                (UnitKind::Police, 1),
+            ],
+            &[
+                "fire-01", "fire-03", "fire-05", "fire-02", "amb-02", "amb-04", "pol-01", "pol-02",
+            ],
+        );
+        sim.observe(&event(2, t0, rec.clone()));
+        sim.observe(&event(2, t0, rec)); // a replay changes nothing
+                                         // Before the dispatcher acts, a human assigns one fire engine (not a
+                                         // candidate) and the ambulance.
+        let t1 = t0.plus_millis(20_000);
+        assert!(commands(&sim.advance(t1), t1).is_empty());
+        sim.observe(&event(
+            3,
+            t1,
+            assignment("inc-7", "fire-04", UnitKind::FireEngine),
+        ));
+        sim.observe(&event(
+            4,
+            t1,
+            assignment("inc-7", "amb-03", UnitKind::Ambulance),
+        ));
+        let almost = t0.plus_millis(44_999);
+        assert!(commands(&sim.advance(almost), almost).is_empty());
+        let due = t0.plus_millis(45_000);
+        let cmds = commands(&sim.advance(due), due);
+        assert_eq!(
+            assigns(&cmds),
+            [
+                ("inc-7".to_string(), "fire-03".to_string()),
+                ("inc-7".to_string(), "pol-01".to_string()),
+            ]
+        );
+        for (key, c) in &cmds {
+            assert_eq!(key, "inc-7");
+            assert_eq!(c.issued_by, SIM_DISPATCHER);
+            assert_eq!(c.ts, due);
+            assert!(c.command_id.starts_with("sim-cmd-"));
+        }
+        assert_ne!(cmds[0].1.command_id, cmds[1].1.command_id);
+        // Done: nothing more for this recommendation.
+        let later = due.plus_millis(60_000);
+        assert!(commands(&sim.advance(later), later).is_empty());
+
+        // Its own unconfirmed assignments are not free: the next incident
+        // gets the next candidates.
+        open(&mut sim, "inc-8", scene.offset_m(0.0, 400.0));
+        let rec = recommendation(
+            "inc-8",
+            &[(UnitKind::FireEngine, 2)],
+            &["fire-03", "fire-04", "fire-05", "fire-06"],
+        );
+        sim.observe(&event(5, later, rec));
+        let due = later.plus_millis(45_000);
+        let cmds = commands(&sim.advance(due), due);
+        assert_eq!(
+            assigns(&cmds),
+            [
+                ("inc-8".to_string(), "fire-05".to_string()),
+                ("inc-8".to_string(), "fire-06".to_string()),
+            ]
+        );
+    }
+
+    #[test]
+    fn the_dispatcher_leaves_incidents_assigned_closed_or_re_recommended_meanwhile() {
+        let zones = danang();
+        let mut sim = Simulator::new(quiet(45.0), &zones, start());
+        sim.start();
+        let t0 = start().plus_millis(60_000);
+        sim.advance(t0);
+        let scene = LatLon::new(16.0544, 108.2022);
+        for (k, id) in ["inc-a", "inc-b", "inc-c", "inc-d"].iter().enumerate() {
+            open(&mut sim, id, scene.offset_m(300.0 * k as f64, 0.0));
+        }
+        let needs = [(UnitKind::FireEngine, 1), (UnitKind::Ambulance, 1)];
+        for id in ["inc-a", "inc-b", "inc-c", "inc-d"] {
+            let rec = recommendation(id, &needs, &["fire-02", "amb-01"]);
+            sim.observe(&event(1, t0, rec));
+        }
+        let t1 = t0.plus_millis(10_000);
+        sim.advance(t1);
+        // inc-a: fully assigned by a human.
+        sim.observe(&event(
+            2,
+            t1,
+            assignment("inc-a", "fire-05", UnitKind::FireEngine),
+        ));
+        sim.observe(&event(
+            3,
+            t1,
+            assignment("inc-a", "amb-04", UnitKind::Ambulance),
+        ));
+        // inc-b: closed.
+        let mut view = incident_view("inc-b", scene, Category::Fire, t0);
+        view.status = IncidentStatus::Closed;
+        sim.observe(&event(4, t1, EventBody::IncidentClosed(view)));
+        // inc-c: priority raised to 1, the processor auto-assigns.
+        let EventBody::DispatchRecommended(mut auto) =
+            recommendation("inc-c", &needs, &["fire-03", "amb-02"])
+        else {
+            unreachable!()
+        };
+        auto.priority = 1;
+        auto.auto_assign = true;
+        sim.observe(&event(5, t1, EventBody::DispatchRecommended(auto)));
+        // inc-d: a new recommendation replaces the pending one.
+        let rec = recommendation("inc-d", &[(UnitKind::Police, 1)], &["pol-03"]);
+        sim.observe(&event(6, t1, rec));
+        let due = t0.plus_millis(45_000);
+        assert!(commands(&sim.advance(due), due).is_empty());
+        let due = t1.plus_millis(45_000);
+        let cmds = commands(&sim.advance(due), due);
+        assert_eq!(
+            assigns(&cmds),
+            [("inc-d".to_string(), "pol-03".to_string())]
+        );
+        // inc-a's crews close it when done; nothing else is assigned.
+        let later = due.plus_millis(3_600_000);
+        assert!(assigns(&commands(&sim.advance(later), later)).is_empty());
+    }
+
+    #[test]
+    fn a_zero_dispatch_delay_never_dispatches() {
+        let zones = danang();
+        let mut sim = Simulator::new(quiet(0.0), &zones, start());
+        sim.start();
+        let t0 = start().plus_millis(60_000);
+        sim.advance(t0);
+        open(&mut sim, "inc-1", LatLon::new(16.0544, 108.2022));
+        let rec = recommendation("inc-1", &[(UnitKind::FireEngine, 1)], &["fire-01"]);
+        sim.observe(&event(1, t0, rec));
+        let later = t0.plus_millis(6 * 3_600_000);
+        assert!(commands(&sim.advance(later), later).is_empty());
     }
 
     proptest::proptest! {

@@ -243,11 +243,14 @@ pub fn spawn_simulator(
     fatal: CancellationToken,
 ) -> anyhow::Result<JoinHandle<()>> {
     let (producer, consumer) = simulator_clients(&config.kafka, &config.topics)?;
-    let sim = ioc_sim::Simulator::new(
-        config.simulator.sim.clone(),
-        zones,
-        ioc_model::Timestamp::now(),
-    );
+    // Simulated time runs `speed` times faster than the wall clock. Inputs
+    // more than 1 h ahead of the processor's clock are invalid, so a fast
+    // simulation starts in the past: (speed - 1) × 6 h back keeps six wall
+    // hours of simulation behind the present.
+    let speed = config.simulator.speed;
+    let head_start_ms = ((speed - 1.0).max(0.0) * 6.0 * 3600.0 * 1000.0) as i64;
+    let start = ioc_model::Timestamp::now().plus_millis(-head_start_ms);
+    let sim = ioc_sim::Simulator::new(config.simulator.sim.clone(), zones, start);
     let fut = ioc_sim::runner::run(
         sim,
         producer,
