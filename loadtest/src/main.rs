@@ -48,9 +48,12 @@ struct Args {
     /// Units in the fleet.
     #[arg(long, default_value_t = 1000)]
     units: usize,
-    /// Target position pings per second.
+    /// Target position pings per second; 0 = as fast as possible (capacity).
     #[arg(long, default_value_t = 4000)]
     rate: u64,
+    /// Pings to send when --rate is 0.
+    #[arg(long, default_value_t = 200_000)]
+    count: u64,
     /// Seconds of load.
     #[arg(long, default_value_t = 20)]
     duration: u64,
@@ -161,6 +164,10 @@ async fn main() -> anyhow::Result<()> {
         1, 600_000, 3,
     )?));
     let delivered = Arc::new(AtomicU64::new(0));
+    // Microseconds since `origin` of the latest frame received: the end of
+    // the processing window.
+    let origin = Instant::now();
+    let last_rx_us = Arc::new(AtomicU64::new(0));
     let mut readers = Vec::new();
     for _ in 0..args.clients {
         let url = format!("ws://{gateway}/ws?access_token={token}");
@@ -171,7 +178,11 @@ async fn main() -> anyhow::Result<()> {
                 .into(),
         ))
         .await?;
-        let (hist, delivered) = (Arc::clone(&hist), Arc::clone(&delivered));
+        let (hist, delivered, last_rx_us) = (
+            Arc::clone(&hist),
+            Arc::clone(&delivered),
+            Arc::clone(&last_rx_us),
+        );
         readers.push(tokio::spawn(async move {
             while let Some(Ok(msg)) = ws.next().await {
                 let WsMessage::Text(t) = msg else { continue };
@@ -192,6 +203,7 @@ async fn main() -> anyhow::Result<()> {
                     let _ = h.record(lat_ms);
                 }
                 delivered.fetch_add(1, Ordering::Relaxed);
+                last_rx_us.fetch_max(origin.elapsed().as_micros() as u64, Ordering::Relaxed);
             }
         }));
     }
@@ -203,10 +215,19 @@ async fn main() -> anyhow::Result<()> {
     );
     let start = Instant::now();
     let mut sent = 0u64;
-    let total = args.rate * args.duration;
+    let total = if args.rate == 0 {
+        args.count
+    } else {
+        args.rate * args.duration
+    };
+    let first_tx_us = origin.elapsed().as_micros() as u64;
     let mut step = 0u64;
     while sent < total {
-        let due = (start.elapsed().as_secs_f64() * args.rate as f64) as u64;
+        let due = if args.rate == 0 {
+            total
+        } else {
+            (start.elapsed().as_secs_f64() * args.rate as f64) as u64
+        };
         while sent < due.min(total) {
             let (id, lat, lon) = &fleet[(sent as usize) % fleet.len()];
             step += 1;
@@ -237,7 +258,11 @@ async fn main() -> anyhow::Result<()> {
         }
         last = now;
     }
-    let wall_s = start.elapsed().as_secs_f64() - 1.0;
+    // From the first ping produced to the last frame received.
+    let wall_s = (last_rx_us
+        .load(Ordering::Relaxed)
+        .saturating_sub(first_tx_us)) as f64
+        / 1e6;
     eprintln!();
     for r in readers {
         r.abort();
@@ -260,6 +285,7 @@ async fn main() -> anyhow::Result<()> {
         "latency_ms": {"p50": h.value_at_quantile(0.5), "p90": h.value_at_quantile(0.9),
                         "p99": h.value_at_quantile(0.99), "p999": h.value_at_quantile(0.999), "max": h.max()},
         "bare_consume_per_s": bare,
+        "processed_per_s": total as f64 / wall_s,
         "processor_vs_bare": (total as f64 / wall_s) / bare,
     });
     println!("| metric | value |\n|---|---|");

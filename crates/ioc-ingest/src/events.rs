@@ -29,13 +29,12 @@ pub trait EventsReaderHooks: Send + Sync + 'static {
 }
 
 fn reader_config(kafka: &KafkaSettings) -> rdkafka::ClientConfig {
-    let mut c = kafka.client_config();
+    let mut c = kafka.consumer_config();
     // No group membership: the reader assigns partitions itself and never
     // commits; a group id is still required by librdkafka's consumer.
     c.set("group.id", "ioc-events-reader")
         .set("enable.auto.commit", "false")
-        .set("enable.auto.offset.store", "false")
-        .set("enable.partition.eof", "false");
+        .set("enable.auto.offset.store", "false");
     c
 }
 

@@ -89,13 +89,12 @@ pub async fn run_processor(
     let consumer: Arc<StreamConsumer> = Arc::new(
         config
             .kafka
-            .client_config()
+            .consumer_config()
             .set("group.id", &config.group_id)
             .set("enable.auto.commit", "true")
             .set("auto.commit.interval.ms", "1000")
             .set("enable.auto.offset.store", "false")
             .set("auto.offset.reset", "earliest")
-            .set("enable.partition.eof", "false")
             .set("session.timeout.ms", "10000")
             .set("heartbeat.interval.ms", "1000")
             .create()?,

@@ -273,7 +273,7 @@ pub fn simulator_clients(
         .create()
         .context("simulator producer")?;
     let consumer: StreamConsumer = kafka
-        .client_config()
+        .consumer_config()
         .set("group.id", "ioc-simulator")
         .set("enable.auto.commit", "false")
         .create()
