@@ -21,9 +21,18 @@
 //!   assigned at once to the best of them (`dispatch.assigned`, the units
 //!   turn `dispatched`); other priorities wait for a dispatcher and raise an
 //!   `alert.raised` when their deadline passes unassigned.
-//! * **Positions** move units in the spatial index (remove + insert).
+//! * **Positions** move units in the spatial index (remove + insert). A
+//!   ping implying an impossible speed since the last fix (a GPS jump) is
+//!   refused and counted, unless a second ping confirms the move. Pings of
+//!   responding units feed the learned speeds of the ETA model.
 //! * **Unit status** reports register units and follow the crew's lifecycle;
-//!   a unit that becomes free again leaves its incident.
+//!   a unit that becomes free again leaves its incident. A unit that
+//!   becomes available may be suggested in place of an assigned unit still
+//!   far away (`dispatch.recommended` with `swap`, see [`ranking`]).
+//! * **Candidates** are ranked by ETA with learned speeds; units with a
+//!   stale fix are ranked down or left out, and the candidate says why.
+//! * **Alerts** from the state of the city (stale GPS, call surge, coverage
+//!   gap) are checked on a timer of event time, see [`monitor`].
 //! * **Commands** (`assign`, `unassign`, `close_incident`, `ack_alert`,
 //!   `set_priority`) come from operators through `ioc.commands`. A command
 //!   that cannot apply (closed incident, unit already on another incident)
@@ -33,20 +42,24 @@
 //! open incident is assigned, recommended or escalated; replay is
 //! deterministic; a redelivered input changes nothing.
 
+mod monitor;
+mod policy;
+mod ranking;
 mod rules;
 
 use std::collections::{BTreeMap, BTreeSet, HashSet};
 use std::sync::Arc;
 
 use ioc_model::{
-    AlertKind, AlertStatus, AlertView, Candidate, Category, Command, CommandOp, CommandRejection,
-    Correlation, DispatchAssignment, DispatchRecommendation, EmergencyCall, EventBody, GeoPoint,
-    IncidentReport, IncidentStatus, IncidentView, Input, KindNeed, OutputEvent, PositionPing,
-    Timestamp, UnitKind, UnitStatus, UnitStatusReport, UnitView,
+    AlertKind, AlertStatus, AlertView, Category, Command, CommandOp, CommandRejection, Correlation,
+    DispatchAssignment, DispatchRecommendation, EmergencyCall, EventBody, GeoPoint, IncidentReport,
+    IncidentStatus, IncidentView, Input, KindNeed, OutputEvent, PositionPing, Timestamp, UnitKind,
+    UnitStatus, UnitStatusReport, UnitView,
 };
-use ioc_router::{distance_m, EtaModel, UnitIndex, Zones};
+use ioc_router::{distance_m, hour_of_day, EtaModel, LearnedSpeeds, UnitIndex, Zones};
 use serde::{Deserialize, Serialize};
 
+pub use crate::policy::{AlertPolicy, FixPolicy, SwapPolicy};
 pub use crate::rules::{CategoryRule, Deadlines, DispatchRules, DEFAULT_RULES_TOML};
 
 /// Errors of the engine crate (configuration only: inputs never error, they
@@ -74,7 +87,14 @@ pub struct EngineConfig {
     pub correlation_window_s: u64,
     /// Candidates listed per needed kind in a recommendation.
     pub candidates_per_kind: usize,
+    /// ETA model and speed learning.
     pub eta: EtaModel,
+    /// Stale fixes and GPS jumps.
+    pub fix: FixPolicy,
+    /// Swap suggestions.
+    pub swap: SwapPolicy,
+    /// Stale GPS, call surge and coverage alerts.
+    pub alerts: AlertPolicy,
     /// Dispatch rules; loaded from a TOML file by the binary when configured.
     #[serde(skip)]
     pub rules: DispatchRules,
@@ -87,6 +107,9 @@ impl Default for EngineConfig {
             correlation_window_s: 15 * 60,
             candidates_per_kind: 3,
             eta: EtaModel::default(),
+            fix: FixPolicy::default(),
+            swap: SwapPolicy::default(),
+            alerts: AlertPolicy::default(),
             rules: DispatchRules::default(),
         }
     }
@@ -110,6 +133,9 @@ impl EngineConfig {
             )));
         }
         self.eta.validate().map_err(EngineError::Config)?;
+        self.fix.validate()?;
+        self.swap.validate()?;
+        self.alerts.validate()?;
         self.rules.validate()
     }
 }
@@ -129,6 +155,12 @@ pub struct EngineStats {
     pub assignments: u64,
     /// Commands refused.
     pub rejected_commands: u64,
+    /// Pings refused as GPS jumps (implied speed over the plausible maximum).
+    pub gps_jumps: u64,
+    /// Speed samples the ETA model learned from.
+    pub speed_samples: u64,
+    /// Swap suggestions emitted.
+    pub swap_suggestions: u64,
 }
 
 #[derive(Debug, Clone)]
@@ -145,6 +177,53 @@ struct Unit {
     view: UnitView,
     /// Time of the last status report applied, to ignore older ones.
     status_ts: Timestamp,
+    /// Zone index of the last fix: the speed bucket it drives in.
+    zone: Option<usize>,
+    /// When the unit last went on duty (committed): stale GPS counts from
+    /// here if its last fix is older.
+    on_duty_since: Option<Timestamp>,
+    /// A `stale_gps` alert is open for it (checked on every ping, so a flag
+    /// rather than a lookup by formatted id).
+    gps_alert: bool,
+    /// The last ping refused as a GPS jump. A next ping plausible from it
+    /// confirms that the unit really is there (the earlier fix was the
+    /// outlier), so one bad fix cannot lock a unit out for good.
+    suspect_fix: Option<(Timestamp, f64, f64)>,
+}
+
+impl Unit {
+    fn new(view: UnitView, status_ts: Timestamp) -> Self {
+        Self {
+            view,
+            status_ts,
+            zone: None,
+            on_duty_since: None,
+            gps_alert: false,
+            suspect_fix: None,
+        }
+    }
+}
+
+/// A call remembered for surge detection.
+#[derive(Debug, Clone, PartialEq)]
+struct RecentCall {
+    call_id: String,
+    ms: i64,
+    lat: f64,
+    lon: f64,
+}
+
+/// Implied speed, km/h, between two fixes, when they are close enough in
+/// time for it to be a driving speed (live and restore use the same rule).
+fn implied_kmh(
+    a: GeoPoint,
+    ta: Timestamp,
+    b: GeoPoint,
+    tb: Timestamp,
+    max_gap_s: f64,
+) -> Option<f64> {
+    let dt = (tb.unix_millis() - ta.unix_millis()) as f64 / 1000.0;
+    (dt > 0.0 && dt <= max_gap_s).then(|| distance_m(a.lat, a.lon, b.lat, b.lon) / dt * 3.6)
 }
 
 /// Categories that describe the same emergency seen by different callers.
@@ -180,11 +259,23 @@ pub struct Engine {
     /// Seq of the last output event.
     last_seq: u64,
     stats: EngineStats,
+    /// Speeds learned from pings, per kind, zone and hour.
+    speeds: LearnedSpeeds,
+    /// Calls inside the surge window.
+    recent_calls: Vec<RecentCall>,
+    /// Open call-surge alerts → their centre.
+    surges: BTreeMap<String, GeoPoint>,
+    /// (zone index, kind) → when its coverage gap began (ms), while within
+    /// the grace period or raised.
+    gap_since: BTreeMap<(usize, UnitKind), i64>,
+    /// Event time (ms) of the next periodic alert check.
+    next_check_ms: i64,
 }
 
 impl Engine {
     /// A fresh engine whose first output will carry `last_seq + 1`.
     pub fn new(config: EngineConfig, zones: Arc<Zones>, last_seq: u64) -> Self {
+        let speeds = LearnedSpeeds::new(config.eta.learning.clone(), zones.len());
         Self {
             config,
             zones,
@@ -197,6 +288,11 @@ impl Engine {
             clock: Timestamp::default(),
             last_seq,
             stats: EngineStats::default(),
+            speeds,
+            recent_calls: Vec::new(),
+            surges: BTreeMap::new(),
+            gap_since: BTreeMap::new(),
+            next_check_ms: i64::MIN,
         }
     }
 
@@ -214,11 +310,29 @@ impl Engine {
             match &ev.body {
                 EventBody::IncidentOpened(v) | EventBody::IncidentUpdated(v) => {
                     e.seen.insert(format!("incident:{}", v.incident_id));
+                    // The calls behind incidents, in log order: the recent
+                    // calls of surge detection, as they were live.
                     if let Some(call_id) = v.incident_id.strip_prefix("inc-") {
-                        e.seen.insert(format!("call:{call_id}"));
+                        if e.seen.insert(format!("call:{call_id}")) && v.source.starts_with("call:")
+                        {
+                            e.recent_calls.push(RecentCall {
+                                call_id: call_id.to_string(),
+                                ms: v.opened_at.unix_millis(),
+                                lat: v.location.lat,
+                                lon: v.location.lon,
+                            });
+                        }
                     }
                     if let Some(c) = &v.correlation {
-                        e.seen.insert(format!("call:{}", c.call_id));
+                        if e.seen.insert(format!("call:{}", c.call_id)) {
+                            let at = c.location.unwrap_or(v.location);
+                            e.recent_calls.push(RecentCall {
+                                call_id: c.call_id.clone(),
+                                ms: v.updated_at.unix_millis(),
+                                lat: at.lat,
+                                lon: at.lon,
+                            });
+                        }
                     }
                     let last_activity = v.updated_at;
                     e.incidents.insert(
@@ -235,19 +349,7 @@ impl Engine {
                     e.seen.insert(format!("incident:{}", v.incident_id));
                     e.seen.insert(format!("closed:{}", v.incident_id));
                 }
-                EventBody::UnitUpdated(v) => {
-                    let status_ts = e
-                        .units
-                        .get(&v.unit_id)
-                        .map_or(ev.ts, |u| u.status_ts.max(ev.ts));
-                    e.units.insert(
-                        v.unit_id.clone(),
-                        Unit {
-                            view: v.clone(),
-                            status_ts,
-                        },
-                    );
-                }
+                EventBody::UnitUpdated(v) => e.restore_unit(v, ev.ts),
                 EventBody::AlertRaised(a) | EventBody::AlertAcknowledged(a) => {
                     e.alerts.insert(a.alert_id.clone(), a.clone());
                 }
@@ -263,7 +365,40 @@ impl Engine {
             }
         }
         // Derived state: the spatial index, what each incident still needs,
-        // and the deadlines still pending.
+        // the deadlines still pending, open stale-GPS and surge alerts, the
+        // calls still inside the surge window, the next check time.
+        for a in e.alerts.values() {
+            match a.kind {
+                AlertKind::StaleGps => {
+                    if let Some(u) = a.unit_id.as_ref().and_then(|id| e.units.get_mut(id)) {
+                        u.gps_alert = true;
+                    }
+                }
+                AlertKind::CallSurge => {
+                    let call_id = a.alert_id.strip_prefix("surge:").unwrap_or("");
+                    // Not found (aged out of the log's window): a NaN centre
+                    // counts no calls, so the alert clears at the next check.
+                    let centre = e.recent_calls.iter().find(|c| c.call_id == call_id).map_or(
+                        GeoPoint {
+                            lat: f64::NAN,
+                            lon: f64::NAN,
+                        },
+                        |c| GeoPoint {
+                            lat: c.lat,
+                            lon: c.lon,
+                        },
+                    );
+                    e.surges.insert(a.alert_id.clone(), centre);
+                }
+                _ => {}
+            }
+        }
+        let horizon = e.clock.unix_millis() - monitor::secs_ms(e.config.alerts.surge_window_s);
+        e.recent_calls.retain(|c| c.ms >= horizon);
+        if e.clock != Timestamp::default() {
+            e.next_check_ms =
+                monitor::next_check_after(e.clock.unix_millis(), e.config.alerts.check_every_s);
+        }
         for u in e.units.values() {
             if let Some(p) = u.view.position {
                 e.index.upsert(
@@ -321,9 +456,90 @@ impl Engine {
         self.alerts.values()
     }
 
+    /// Speeds learned from the fleet's pings.
+    pub fn learned_speeds(&self) -> &LearnedSpeeds {
+        &self.speeds
+    }
+
+    /// One `unit.updated` of the log, in order: the latest view is the
+    /// state; a newer fix is a ping, which feeds the learned speeds exactly
+    /// as it did live; a move into committed status starts its duty.
+    fn restore_unit(&mut self, v: &UnitView, ts: Timestamp) {
+        let zone = v.district.as_deref().and_then(|d| self.zones.index_of(d));
+        let Some(u) = self.units.get_mut(&v.unit_id) else {
+            let mut u = Unit::new(v.clone(), ts);
+            u.zone = zone;
+            if v.status.is_committed() {
+                u.on_duty_since = Some(ts);
+            }
+            if let (Some(_), Some(fix)) = (v.position, v.last_fix) {
+                if let Some(kmh) = v.speed_kmh {
+                    if matches!(v.status, UnitStatus::Dispatched | UnitStatus::EnRoute)
+                        && self
+                            .speeds
+                            .observe(v.kind, zone, hour_of_day(fix.unix_millis()), kmh)
+                    {
+                        self.stats.speed_samples += 1;
+                    }
+                }
+            }
+            self.units.insert(v.unit_id.clone(), u);
+            return;
+        };
+        if v.last_fix.is_some() && v.last_fix > u.view.last_fix {
+            if let (Some(pos), Some(fix)) = (v.position, v.last_fix) {
+                let implied = match (u.view.position, u.view.last_fix) {
+                    (Some(a), Some(ta)) => {
+                        implied_kmh(a, ta, pos, fix, self.config.eta.learning.max_sample_gap_s)
+                    }
+                    _ => None,
+                };
+                if let Some(kmh) = v.speed_kmh.or(implied) {
+                    if matches!(v.status, UnitStatus::Dispatched | UnitStatus::EnRoute)
+                        && self
+                            .speeds
+                            .observe(v.kind, zone, hour_of_day(fix.unix_millis()), kmh)
+                    {
+                        self.stats.speed_samples += 1;
+                    }
+                }
+            }
+        }
+        if v.status.is_committed() {
+            if !u.view.status.is_committed() {
+                u.on_duty_since = Some(ts);
+            }
+        } else {
+            u.on_duty_since = None;
+        }
+        u.status_ts = u.status_ts.max(ts);
+        u.view = v.clone();
+        u.zone = zone;
+    }
+
     /// The spatial index (for brute-force checks in tests and benches).
     pub fn index(&self) -> &UnitIndex {
         &self.index
+    }
+
+    /// The key under which an input is remembered as applied, for inputs
+    /// deduplicated by id (calls, incident reports, commands). Positions and
+    /// unit status are deduplicated by their timestamps instead (`None`).
+    /// Adapters record it with each output (a Kafka header) so that a
+    /// restored engine knows every input whose effects are in the log.
+    pub fn dedupe_key(input: &Input) -> Option<String> {
+        match input {
+            Input::Call(c) => Some(format!("call:{}", c.call_id)),
+            Input::Incident(i) => Some(format!("incident:{}", i.incident_id)),
+            Input::Command(c) => Some(format!("command:{}", c.command_id)),
+            Input::Position(_) | Input::Unit(_) => None,
+        }
+    }
+
+    /// Remembers an input as applied (see [`Engine::dedupe_key`]): a
+    /// redelivery of it will change nothing.
+    pub fn mark_seen(&mut self, key: &str) {
+        self.seen.insert(key.to_string());
     }
 
     /// Applies one input. `Err` means the input is refused as a whole (it
@@ -369,6 +585,7 @@ impl Engine {
         if now > self.clock {
             self.clock = now;
         }
+        self.maybe_check(out);
         while let Some((due, id)) = self.deadlines.first().cloned() {
             if due > self.clock.unix_millis() {
                 break;
@@ -467,6 +684,7 @@ impl Engine {
                 call_id: call.call_id.clone(),
                 distance_m: (d * 10.0).round() / 10.0,
                 after_s,
+                location: Some(GeoPoint { lat, lon }),
             });
             let view = v.clone();
             self.emit(
@@ -479,6 +697,7 @@ impl Engine {
                 self.reschedule_deadline(&id);
                 self.recommend(&id, call.received_at, out);
             }
+            self.note_call(&call.call_id, call.received_at, lat, lon, out);
             return;
         }
         let rule = self.config.rules.rule(call.category);
@@ -496,6 +715,7 @@ impl Engine {
             call.note.clone(),
             out,
         );
+        self.note_call(&call.call_id, call.received_at, lat, lon, out);
     }
 
     fn on_report(&mut self, r: &IncidentReport, out: &mut Vec<OutputEvent>) {
@@ -623,29 +843,19 @@ impl Engine {
         let mut candidates = Vec::new();
         let mut unfilled = Vec::new();
         let mut to_assign = Vec::new();
+        let mut excluded = Vec::new();
         for (kind, count) in &needs {
             let k = (*count as usize).max(self.config.candidates_per_kind);
-            let found = self.index.nearest_available(*kind, lat, lon, k);
+            let (found, left_out) = self.rank(*kind, lat, lon, k, ts);
+            excluded.extend(left_out);
             if found.is_empty() {
                 unfilled.push(*kind);
             }
-            for (rank, n) in found.iter().enumerate() {
-                let eta = self.config.eta.eta_s(n.kind, n.distance_m);
+            for (rank, r) in found.iter().enumerate() {
                 if priority == 1 && rank < *count as usize {
-                    to_assign.push((n.unit_id.to_string(), n.distance_m, eta));
+                    to_assign.push((r.unit_id.clone(), r.distance_m, r.eta_s));
                 }
-                candidates.push(Candidate {
-                    unit_id: n.unit_id.to_string(),
-                    kind: n.kind,
-                    distance_m: n.distance_m.round(),
-                    eta_s: eta.round(),
-                    reason: format!(
-                        "#{} nearest available {} at {:.1} km",
-                        rank + 1,
-                        n.kind.as_str(),
-                        n.distance_m / 1000.0
-                    ),
-                });
+                candidates.push(r.candidate());
             }
         }
         self.stats.recommendations += 1;
@@ -663,6 +873,8 @@ impl Engine {
             candidates,
             auto_assign: priority == 1,
             unfilled,
+            excluded,
+            swap: None,
         };
         self.emit(out, ts, district, EventBody::DispatchRecommended(rec));
         for (unit_id, d, eta) in to_assign {
@@ -694,6 +906,7 @@ impl Engine {
         }
         let kind = unit.view.kind;
         unit.view.status = UnitStatus::Dispatched;
+        unit.on_duty_since = Some(ts);
         unit.view.incident_id = Some(incident_id.to_string());
         unit.status_ts = unit.status_ts.max(ts);
         self.index.set_available(unit_id, false);
@@ -705,10 +918,13 @@ impl Engine {
         inc.view.updated_at = ts;
         let inc_view = inc.view.clone();
         let unit_view = unit.view.clone();
+        let unit_zone = unit.zone;
         let route = route.or_else(|| {
             unit_view.position.map(|p| {
-                let d = distance_m(p.lat, p.lon, inc_view.location.lat, inc_view.location.lon);
-                (d, self.config.eta.eta_s(kind, d))
+                let (lat, lon) = (inc_view.location.lat, inc_view.location.lon);
+                let d = distance_m(p.lat, p.lon, lat, lon);
+                let to_zone = self.zones.zone_index_at(lat, lon);
+                (d, self.eta_of(kind, d, unit_zone, to_zone, ts).0)
             })
         });
         self.stats.assignments += 1;
@@ -763,6 +979,9 @@ impl Engine {
         Some(incident_id)
     }
 
+    /// The hot path (every ping): no allocation unless the unit changed
+    /// zone, one zone lookup (a grid cell away from boundaries), one
+    /// remove + insert in the index if the unit is available.
     fn on_position(
         &mut self,
         p: &PositionPing,
@@ -778,47 +997,120 @@ impl Engine {
             self.stats.stale_positions += 1;
             return Ok(());
         }
-        let district = self.zones.zone_id_at(p.lat, p.lon);
-        unit.view.position = Some(GeoPoint {
+        let here = GeoPoint {
             lat: p.lat,
             lon: p.lon,
-        });
-        unit.view.district = district.clone();
+        };
+        let mut implied = None;
+        if let (Some(prev), Some(t0)) = (unit.view.position, unit.view.last_fix) {
+            let fix = &self.config.fix;
+            let dt = (p.ts.unix_millis() - t0.unix_millis()) as f64 / 1000.0;
+            let d = distance_m(prev.lat, prev.lon, p.lat, p.lon);
+            let kmh = d / dt * 3.6;
+            if d > fix.jump_tolerance_m && kmh > fix.max_plausible_kmh {
+                let confirmed = unit.suspect_fix.is_some_and(|(ts, lat, lon)| {
+                    let dt = (p.ts.unix_millis() - ts.unix_millis()) as f64 / 1000.0;
+                    let d = distance_m(lat, lon, p.lat, p.lon);
+                    dt > 0.0 && (d <= fix.jump_tolerance_m || d / dt * 3.6 <= fix.max_plausible_kmh)
+                });
+                if !confirmed {
+                    unit.suspect_fix = Some((p.ts, p.lat, p.lon));
+                    self.stats.gps_jumps += 1;
+                    return Err(Rejection(format!(
+                        "gps jump: unit {} moved {:.1} km in {:.0} s since its last fix ({:.0} km/h, plausible at most {:.0} km/h)",
+                        p.unit_id,
+                        d / 1000.0,
+                        dt,
+                        kmh,
+                        fix.max_plausible_kmh
+                    )));
+                }
+            }
+            implied = implied_kmh(
+                prev,
+                t0,
+                here,
+                p.ts,
+                self.config.eta.learning.max_sample_gap_s,
+            );
+        }
+        unit.suspect_fix = None;
+        let zone = self.zones.zone_index_at(p.lat, p.lon);
+        if zone != unit.zone || unit.view.district.is_none() != zone.is_none() {
+            unit.view.district = zone
+                .and_then(|z| self.zones.by_index(z))
+                .map(|z| z.id.clone());
+            unit.zone = zone;
+        }
+        if matches!(
+            unit.view.status,
+            UnitStatus::Dispatched | UnitStatus::EnRoute
+        ) {
+            if let Some(kmh) = p.speed_kmh.or(implied) {
+                if self
+                    .speeds
+                    .observe(unit.view.kind, zone, hour_of_day(p.ts.unix_millis()), kmh)
+                {
+                    self.stats.speed_samples += 1;
+                }
+            }
+        }
+        unit.view.position = Some(here);
         unit.view.speed_kmh = p.speed_kmh;
         unit.view.heading_deg = p.heading_deg;
         unit.view.last_fix = Some(p.ts);
         let available = unit.view.status == UnitStatus::Available;
+        let gps_alert = unit.gps_alert;
         let view = unit.view.clone();
         self.index
             .upsert(&p.unit_id, view.kind, p.lat, p.lon, available);
+        let district = view.district.clone();
         self.emit(out, p.ts, district, EventBody::UnitUpdated(view));
+        if gps_alert {
+            self.clear_stale_gps(&p.unit_id, p.ts, out);
+        }
         Ok(())
     }
 
     fn on_unit_status(&mut self, r: &UnitStatusReport, out: &mut Vec<OutputEvent>) {
-        let unit = self.units.entry(r.unit_id.clone()).or_insert_with(|| Unit {
-            view: UnitView {
-                unit_id: r.unit_id.clone(),
-                kind: r.kind,
-                status: r.status,
-                position: None,
-                district: None,
-                station: None,
-                home_district: None,
-                incident_id: None,
-                speed_kmh: None,
-                heading_deg: None,
-                last_fix: None,
-            },
-            status_ts: Timestamp::from_unix_millis(i64::MIN),
+        let known = self.units.contains_key(&r.unit_id);
+        let unit = self.units.entry(r.unit_id.clone()).or_insert_with(|| {
+            Unit::new(
+                UnitView {
+                    unit_id: r.unit_id.clone(),
+                    kind: r.kind,
+                    status: r.status,
+                    position: None,
+                    district: None,
+                    station: None,
+                    home_district: None,
+                    incident_id: None,
+                    speed_kmh: None,
+                    heading_deg: None,
+                    last_fix: None,
+                },
+                Timestamp::from_unix_millis(i64::MIN),
+            )
         });
-        if r.ts < unit.status_ts {
+        // Older than what we applied, or the same report again: a
+        // redelivery, not news.
+        let same_again =
+            r.ts == unit.status_ts && r.status == unit.view.status && r.kind == unit.view.kind;
+        if r.ts < unit.status_ts || same_again {
             self.stats.duplicates += 1;
             return;
         }
         unit.status_ts = r.ts;
+        let was = known.then_some(unit.view.status);
         unit.view.kind = r.kind;
         unit.view.status = r.status;
+        if r.status.is_committed() {
+            if !was.is_some_and(UnitStatus::is_committed) {
+                unit.on_duty_since = Some(r.ts);
+            }
+        } else {
+            unit.on_duty_since = None;
+        }
         if r.station.is_some() {
             unit.view.station.clone_from(&r.station);
         }
@@ -850,6 +1142,12 @@ impl Engine {
                 view.district.clone(),
                 EventBody::UnitUpdated(view),
             );
+        }
+        if !r.status.is_committed() {
+            self.clear_stale_gps(&r.unit_id, r.ts, out);
+        }
+        if r.status == UnitStatus::Available && was != Some(UnitStatus::Available) {
+            self.suggest_swap(&r.unit_id, r.ts, out);
         }
     }
 
@@ -933,6 +1231,7 @@ impl Engine {
                 self.release(unit_id, ts, out);
                 if let Some(u) = self.units.get_mut(unit_id) {
                     u.view.status = UnitStatus::Available;
+                    u.on_duty_since = None;
                     u.status_ts = u.status_ts.max(ts);
                     if let Some(p) = u.view.position {
                         self.index.upsert(unit_id, kind, p.lat, p.lon, true);
@@ -957,6 +1256,8 @@ impl Engine {
                         }),
                     );
                     self.emit(out, ts, view.district.clone(), EventBody::UnitUpdated(view));
+                    self.clear_stale_gps(unit_id, ts, out);
+                    self.suggest_swap(unit_id, ts, out);
                 }
                 Ok(())
             }

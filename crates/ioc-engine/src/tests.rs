@@ -5,11 +5,15 @@ use ioc_model::{IncidentSource, Line, Location};
 use proptest::prelude::*;
 
 fn zones() -> Arc<Zones> {
-    let path = concat!(
-        env!("CARGO_MANIFEST_DIR"),
-        "/../../data/danang/districts.geojson"
-    );
-    Arc::new(Zones::load(std::path::Path::new(path)).unwrap())
+    // Loaded once per test binary: building the lookup grid is not free.
+    static ZONES: std::sync::OnceLock<Arc<Zones>> = std::sync::OnceLock::new();
+    Arc::clone(ZONES.get_or_init(|| {
+        let path = concat!(
+            env!("CARGO_MANIFEST_DIR"),
+            "/../../data/danang/districts.geojson"
+        );
+        Arc::new(Zones::load(std::path::Path::new(path)).unwrap())
+    }))
 }
 
 fn t(s: i64) -> Timestamp {
@@ -17,8 +21,16 @@ fn t(s: i64) -> Timestamp {
     Timestamp::from_unix_millis(1_795_420_800_000 + s * 1000)
 }
 
+/// Time-driven alerts off: the examples below look at one behaviour each.
+fn quiet() -> EngineConfig {
+    EngineConfig {
+        alerts: AlertPolicy::off(),
+        ..EngineConfig::default()
+    }
+}
+
 fn engine() -> Engine {
-    Engine::new(EngineConfig::default(), zones(), 0)
+    Engine::new(quiet(), zones(), 0)
 }
 
 fn unit(id: &str, kind: UnitKind, status: UnitStatus, s: i64) -> Input {
@@ -199,6 +211,39 @@ fn redelivered_inputs_change_nothing() {
 }
 
 #[test]
+fn a_restored_engine_ignores_inputs_marked_seen() {
+    // Build a log the way the processor does, then restore from it.
+    let mut e = engine();
+    let mut log = Vec::new();
+    for (id, kind, lat, lon) in [
+        ("amb-1", UnitKind::Ambulance, 16.0700, 108.2200),
+        ("amb-2", UnitKind::Ambulance, 16.0300, 108.2000),
+    ] {
+        log.extend(e.apply(&unit(id, kind, UnitStatus::Available, 1)).unwrap());
+        log.extend(e.apply(&ping(id, lat, lon, 1)).unwrap());
+    }
+    let c1 = call("c1", Category::Medical, 16.0678, 108.2208, 100);
+    let assign = command(
+        "k1",
+        CommandOp::Assign {
+            incident_id: "inc-c1".into(),
+            unit_id: "amb-1".into(),
+        },
+        110,
+    );
+    log.extend(e.apply(&c1).unwrap());
+    log.extend(e.apply(&assign).unwrap());
+
+    let mut restored = Engine::restore(EngineConfig::default(), zones(), &log);
+    // An accepted command's id appears in no event: the adapter passes it.
+    restored.mark_seen(&Engine::dedupe_key(&assign).unwrap());
+    assert!(restored.apply(&assign).unwrap().is_empty());
+    assert!(restored.apply(&c1).unwrap().is_empty());
+    assert_eq!(restored.last_seq(), e.last_seq());
+    assert_eq!(Engine::dedupe_key(&ping("amb-1", 16.0, 108.0, 1)), None);
+}
+
+#[test]
 fn positions_for_unknown_units_are_rejected_with_a_reason() {
     let mut e = engine();
     let err = e.apply(&ping("ghost", 16.0, 108.2, 1)).unwrap_err();
@@ -325,6 +370,9 @@ enum Step {
     Call(u8, u8, f64, f64),
     Status(u8, u8),
     Ping(u8, f64, f64),
+    /// A small move from the unit's last ping (plausible speed), with a
+    /// reported speed sometimes, so speeds are learned.
+    Move(u8, f64, f64, Option<f64>),
     Assign(u8, u8),
     Unassign(u8, u8),
     Close(u8),
@@ -338,6 +386,13 @@ fn step() -> impl Strategy<Value = Step> {
         (0u8..7, 0u8..30, lat.clone(), lon.clone()).prop_map(|(c, i, a, o)| Step::Call(c, i, a, o)),
         (0u8..12, 0u8..6).prop_map(|(u, s)| Step::Status(u, s)),
         (0u8..12, lat, lon).prop_map(|(u, a, o)| Step::Ping(u, a, o)),
+        (
+            0u8..12,
+            -0.0004f64..0.0004,
+            -0.0004f64..0.0004,
+            prop::option::of(0.0f64..120.0)
+        )
+            .prop_map(|(u, a, o, v)| Step::Move(u, a, o, v)),
         (0u8..30, 0u8..12).prop_map(|(i, u)| Step::Assign(i, u)),
         (0u8..30, 0u8..12).prop_map(|(i, u)| Step::Unassign(i, u)),
         (0u8..30).prop_map(Step::Close),
@@ -357,6 +412,7 @@ const STATUSES: [UnitStatus; 6] = [
 fn to_inputs(steps: &[Step]) -> Vec<Result<Input, Timestamp>> {
     let mut s = 1000i64;
     let mut out = Vec::new();
+    let mut last: BTreeMap<u8, (f64, f64)> = BTreeMap::new();
     for (n, st) in steps.iter().enumerate() {
         s += 1;
         let uid = |u: u8| format!("u{u}");
@@ -370,7 +426,23 @@ fn to_inputs(steps: &[Step]) -> Vec<Result<Input, Timestamp>> {
                 s,
             )),
             Step::Status(u, st) => Ok(unit(&uid(*u), kind(*u), STATUSES[*st as usize], s)),
-            Step::Ping(u, lat, lon) => Ok(ping(&uid(*u), *lat, *lon, s)),
+            Step::Ping(u, lat, lon) => {
+                last.insert(*u, (*lat, *lon));
+                Ok(ping(&uid(*u), *lat, *lon, s))
+            }
+            Step::Move(u, dlat, dlon, v) => {
+                let (lat, lon) = last.get(u).copied().unwrap_or((16.05, 108.2));
+                let (lat, lon) = (lat + dlat, lon + dlon);
+                last.insert(*u, (lat, lon));
+                Ok(Input::Position(PositionPing {
+                    unit_id: uid(*u),
+                    ts: t(s),
+                    lat,
+                    lon,
+                    speed_kmh: *v,
+                    heading_deg: None,
+                }))
+            }
             Step::Assign(i, u) => Ok(command(
                 &format!("k{n}"),
                 CommandOp::Assign {
@@ -424,7 +496,8 @@ proptest! {
     #[test]
     fn engine_invariants_hold_for_any_input_sequence(steps in prop::collection::vec(step(), 1..150)) {
         let inputs = to_inputs(&steps);
-        let mut e = engine();
+        // Everything on, defaults: surge, stale GPS, coverage, swaps, jumps.
+        let mut e = Engine::new(EngineConfig::default(), zones(), 0);
         let events = run(&mut e, &inputs);
 
         // seq strictly increasing and gap-free from 1
@@ -456,7 +529,7 @@ proptest! {
         }
 
         // Replaying the same inputs gives the same outputs.
-        let mut again = engine();
+        let mut again = Engine::new(EngineConfig::default(), zones(), 0);
         prop_assert_eq!(run(&mut again, &inputs), events.clone());
 
         // Restoring from the output log gives the same state, and the
@@ -469,10 +542,530 @@ proptest! {
         for kind in UnitKind::ALL {
             prop_assert_eq!(restored.index().available_count(kind), e.index().available_count(kind));
         }
+        prop_assert_eq!(restored.learned_speeds(), e.learned_speeds());
 
         // Redelivering every input a second time changes nothing more
         // except clock-driven alerts, which are idempotent too.
         let replayed = run(&mut e, &inputs);
         prop_assert!(replayed.iter().all(|ev| !matches!(ev.body, EventBody::IncidentOpened(_) | EventBody::DispatchAssigned(_))), "replay opened or assigned again");
     }
+}
+
+// ---- ETA, fixes, swaps, jumps, alerts ----
+
+fn ping_at(id: &str, lat: f64, lon: f64, s: i64, kmh: Option<f64>) -> Input {
+    Input::Position(PositionPing {
+        unit_id: id.into(),
+        ts: t(s),
+        lat,
+        lon,
+        speed_kmh: kmh,
+        heading_deg: None,
+    })
+}
+
+fn recommendation(evs: &[OutputEvent]) -> &DispatchRecommendation {
+    evs.iter()
+        .find_map(|ev| match &ev.body {
+            EventBody::DispatchRecommended(r) => Some(r),
+            _ => None,
+        })
+        .expect("a recommendation")
+}
+
+fn alerts_of(evs: &[OutputEvent], kind: AlertKind) -> Vec<(&'static str, &AlertView)> {
+    evs.iter()
+        .filter_map(|ev| match &ev.body {
+            EventBody::AlertRaised(a) if a.kind == kind => Some(("raised", a)),
+            EventBody::AlertCleared(a) if a.kind == kind => Some(("cleared", a)),
+            _ => None,
+        })
+        .collect()
+}
+
+#[test]
+fn eta_uses_speeds_learned_from_responding_units_once_there_are_enough() {
+    let mut config = quiet();
+    config.eta.learning.min_samples = 5;
+    let mut e = Engine::new(config, zones(), 0);
+    // A responding ambulance drives around Hai Chau at a reported 20 km/h.
+    e.apply(&unit(
+        "amb-busy",
+        UnitKind::Ambulance,
+        UnitStatus::EnRoute,
+        0,
+    ))
+    .unwrap();
+    for i in 0..4 {
+        e.apply(&ping_at("amb-busy", 16.0600, 108.2150, i, Some(20.0)))
+            .unwrap();
+    }
+    // An available one: its pings are not driving-to-a-scene speeds.
+    e.apply(&unit(
+        "amb-1",
+        UnitKind::Ambulance,
+        UnitStatus::Available,
+        0,
+    ))
+    .unwrap();
+    e.apply(&ping_at("amb-1", 16.0700, 108.2200, 5, Some(80.0)))
+        .unwrap();
+    assert_eq!(e.stats().speed_samples, 4);
+    let evs = e
+        .apply(&call("c1", Category::Medical, 16.0678, 108.2208, 10))
+        .unwrap();
+    let c = &recommendation(&evs).candidates[0];
+    assert!(c.reason.contains("default 45 km/h"), "{}", c.reason);
+    let default_eta = c.eta_s;
+    // The fifth sample makes the bucket (ambulance, hai_chau, this hour) speak.
+    e.apply(&ping_at("amb-busy", 16.0601, 108.2150, 20, Some(20.0)))
+        .unwrap();
+    let evs = e
+        .apply(&call("c2", Category::Medical, 16.0645, 108.2190, 30))
+        .unwrap();
+    let c = &recommendation(&evs).candidates[0];
+    assert_eq!(c.unit_id, "amb-1");
+    assert!(
+        c.reason.contains("eta at learned 20 km/h (5 samples)"),
+        "{}",
+        c.reason
+    );
+    assert!(!c.reason.contains(" from, "), "one zone: {}", c.reason);
+    let want = c.distance_m * 1.35 / (20.0 / 3.6);
+    assert!((c.eta_s - want).abs() <= 1.0, "{} vs {want}", c.eta_s);
+    assert!(c.eta_s > default_eta);
+    // Restore rebuilds the same table from the log's unit.updated events.
+    let log: Vec<OutputEvent> = {
+        let mut again = Engine::new(e.config.clone(), zones(), 0);
+        let mut all = Vec::new();
+        for input in [
+            unit("amb-busy", UnitKind::Ambulance, UnitStatus::EnRoute, 0),
+            ping_at("amb-busy", 16.06, 108.215, 1, Some(20.0)),
+            ping_at("amb-busy", 16.0601, 108.215, 2, None),
+        ] {
+            all.extend(again.apply(&input).unwrap());
+        }
+        assert_eq!(again.learned_speeds().samples_total(), 2);
+        let restored = Engine::restore(again.config.clone(), zones(), &all);
+        assert_eq!(restored.learned_speeds(), again.learned_speeds());
+        all
+    };
+    assert!(!log.is_empty());
+}
+
+#[test]
+fn stale_fixes_are_ranked_down_and_very_old_ones_excluded_with_the_reason() {
+    let mut e = engine();
+    for (id, s) in [("amb-old", 0), ("amb-stale", 1000), ("amb-fresh", 1500)] {
+        e.apply(&unit(id, UnitKind::Ambulance, UnitStatus::Available, s))
+            .unwrap();
+    }
+    // Nearest, but its last fix is 40 min old at the call: excluded.
+    e.apply(&ping_at("amb-old", 16.0680, 108.2210, 0, None))
+        .unwrap();
+    // Next nearest, fix 10 min old: ranked down 8 min × 30 s = 240 s.
+    e.apply(&ping_at("amb-stale", 16.0700, 108.2200, 1800, None))
+        .unwrap();
+    // Further, but fresh.
+    e.apply(&ping_at("amb-fresh", 16.0750, 108.2250, 2395, None))
+        .unwrap();
+    let evs = e
+        .apply(&call("c1", Category::Medical, 16.0678, 108.2208, 2400))
+        .unwrap();
+    let rec = recommendation(&evs);
+    let ids: Vec<&str> = rec.candidates.iter().map(|c| c.unit_id.as_str()).collect();
+    assert_eq!(ids, vec!["amb-fresh", "amb-stale"]);
+    assert!(
+        rec.candidates[0].eta_s > rec.candidates[1].eta_s,
+        "fresh is further"
+    );
+    assert!(
+        rec.candidates[1]
+            .reason
+            .contains("stale fix 10 min ago, ranked down 240 s"),
+        "{}",
+        rec.candidates[1].reason
+    );
+    assert!(rec.candidates[0].reason.starts_with("#1 by eta"));
+    assert_eq!(rec.excluded.len(), 1);
+    assert_eq!(rec.excluded[0].unit_id, "amb-old");
+    assert!(
+        rec.excluded[0].reason.contains("last fix 40 min ago"),
+        "{}",
+        rec.excluded[0].reason
+    );
+}
+
+#[test]
+fn ranking_is_the_exact_top_k_by_score_not_the_k_nearest() {
+    // Five fresh ambulances in a line and one nearer but stale: asking for
+    // 3 must walk past the stale one and still return the 3 best scores.
+    let mut e = engine();
+    for i in 0..5 {
+        let id = format!("amb-{i}");
+        e.apply(&unit(&id, UnitKind::Ambulance, UnitStatus::Available, 0))
+            .unwrap();
+        e.apply(&ping_at(
+            &id,
+            16.0700 + 0.002 * i as f64,
+            108.2208,
+            590,
+            None,
+        ))
+        .unwrap();
+    }
+    e.apply(&unit(
+        "amb-near",
+        UnitKind::Ambulance,
+        UnitStatus::Available,
+        0,
+    ))
+    .unwrap();
+    e.apply(&ping_at("amb-near", 16.0680, 108.2208, 1, None))
+        .unwrap();
+    let (ranked, _) = e.rank(UnitKind::Ambulance, 16.0678, 108.2208, 3, t(600));
+    let ids: Vec<&str> = ranked.iter().map(|r| r.unit_id.as_str()).collect();
+    assert_eq!(ids, vec!["amb-0", "amb-1", "amb-2"]);
+    // Brute force over every unit agrees.
+    let mut all: Vec<(f64, String)> = e
+        .units()
+        .map(|u| {
+            let (r, _) = e.rank(UnitKind::Ambulance, 16.0678, 108.2208, 10, t(600));
+            let s = r.iter().find(|x| x.unit_id == u.unit_id).unwrap().score;
+            (s, u.unit_id.clone())
+        })
+        .collect();
+    all.sort_by(|a, b| a.0.total_cmp(&b.0).then(a.1.cmp(&b.1)));
+    let want: Vec<&str> = all.iter().take(3).map(|x| x.1.as_str()).collect();
+    assert_eq!(ids, want);
+}
+
+#[test]
+fn a_closer_unit_becoming_available_is_suggested_in_place_of_a_far_one() {
+    let mut e = engine();
+    e.apply(&unit(
+        "amb-far",
+        UnitKind::Ambulance,
+        UnitStatus::Available,
+        0,
+    ))
+    .unwrap();
+    e.apply(&ping_at("amb-far", 16.0000, 108.2500, 0, None))
+        .unwrap();
+    e.apply(&unit(
+        "amb-near",
+        UnitKind::Ambulance,
+        UnitStatus::OnScene,
+        0,
+    ))
+    .unwrap();
+    e.apply(&ping_at("amb-near", 16.0690, 108.2210, 0, None))
+        .unwrap();
+    e.apply(&call("c1", Category::Medical, 16.0678, 108.2208, 10))
+        .unwrap();
+    e.apply(&command(
+        "k1",
+        CommandOp::Assign {
+            incident_id: "inc-c1".into(),
+            unit_id: "amb-far".into(),
+        },
+        20,
+    ))
+    .unwrap();
+    // The crew on scene nearby finishes and reports available.
+    let evs = e
+        .apply(&unit(
+            "amb-near",
+            UnitKind::Ambulance,
+            UnitStatus::Available,
+            60,
+        ))
+        .unwrap();
+    let rec = recommendation(&evs);
+    let swap = rec.swap.as_ref().expect("a swap suggestion");
+    assert_eq!(rec.incident_id, "inc-c1");
+    assert_eq!(swap.replace_unit_id, "amb-far");
+    assert_eq!(swap.with_unit_id, "amb-near");
+    assert!(swap.eta_gain_s >= 90.0, "{swap:?}");
+    assert_eq!(swap.eta_gain_s, swap.replace_eta_s - swap.with_eta_s);
+    assert!(rec.needs.is_empty() && !rec.auto_assign);
+    assert_eq!(rec.candidates[0].unit_id, "amb-near");
+    assert_eq!(e.stats().swap_suggestions, 1);
+    // A unit that would gain little is not suggested.
+    e.apply(&unit(
+        "amb-mid",
+        UnitKind::Ambulance,
+        UnitStatus::OnScene,
+        0,
+    ))
+    .unwrap();
+    e.apply(&ping_at("amb-mid", 16.0010, 108.2500, 61, None))
+        .unwrap();
+    let evs = e
+        .apply(&unit(
+            "amb-mid",
+            UnitKind::Ambulance,
+            UnitStatus::Available,
+            62,
+        ))
+        .unwrap();
+    assert!(!evs
+        .iter()
+        .any(|ev| matches!(&ev.body, EventBody::DispatchRecommended(_))));
+}
+
+#[test]
+fn gps_jumps_are_refused_counted_and_a_confirmed_move_is_accepted() {
+    let mut e = engine();
+    e.apply(&unit("pol-1", UnitKind::Police, UnitStatus::Available, 0))
+        .unwrap();
+    e.apply(&ping_at("pol-1", 16.0600, 108.2100, 0, None))
+        .unwrap();
+    // 50 m in 5 s: fine. 20 km in 10 s: a jump.
+    e.apply(&ping_at("pol-1", 16.0604, 108.2100, 5, None))
+        .unwrap();
+    let err = e
+        .apply(&ping_at("pol-1", 16.2400, 108.2100, 15, None))
+        .unwrap_err();
+    assert!(
+        err.0
+            .starts_with("gps jump: unit pol-1 moved 20.0 km in 10 s"),
+        "{err}"
+    );
+    assert_eq!(e.stats().gps_jumps, 1);
+    let seq = e.last_seq();
+    // Back where it was: accepted, the outlier forgotten.
+    e.apply(&ping_at("pol-1", 16.0605, 108.2100, 20, None))
+        .unwrap();
+    assert!(e.last_seq() > seq);
+    // Two consistent fixes far away: the unit really is there (e.g. the
+    // previous fix was the wrong one), accepted on the second.
+    assert!(e
+        .apply(&ping_at("pol-1", 16.3000, 108.2100, 25, None))
+        .is_err());
+    let evs = e
+        .apply(&ping_at("pol-1", 16.3001, 108.2100, 30, None))
+        .unwrap();
+    assert_eq!(types(&evs), vec!["unit.updated"]);
+    assert_eq!(e.stats().gps_jumps, 2);
+}
+
+#[test]
+fn on_duty_units_without_pings_raise_stale_gps_cleared_by_the_next_ping() {
+    let mut config = quiet();
+    config.alerts.gps_stale_after_s = 120;
+    let mut e = Engine::new(config, zones(), 0);
+    with_fleet(&mut e);
+    e.apply(&call("c1", Category::Fire, 16.0678, 108.2208, 100))
+        .unwrap();
+    // Auto-assigned at 100 s; last fixes at 0–5 s: on duty since 100 s.
+    assert!(alerts_of(&e.tick(t(219)), AlertKind::StaleGps).is_empty());
+    let evs = e.tick(t(221));
+    let raised = alerts_of(&evs, AlertKind::StaleGps);
+    let ids: Vec<&str> = raised
+        .iter()
+        .map(|(_, a)| a.unit_id.as_deref().unwrap())
+        .collect();
+    assert_eq!(ids, vec!["amb-1", "fire-1", "fire-2"]);
+    assert!(raised
+        .iter()
+        .all(|(what, a)| *what == "raised" && a.incident_id.as_deref() == Some("inc-c1")));
+    assert_eq!(raised[0].1.raised_at, t(220));
+    // Raised once; the next ping clears it, going off duty clears another.
+    assert!(alerts_of(&e.tick(t(300)), AlertKind::StaleGps).is_empty());
+    let evs = e.apply(&ping("fire-1", 16.06, 108.21, 301)).unwrap();
+    assert_eq!(alerts_of(&evs, AlertKind::StaleGps)[0].0, "cleared");
+    let evs = e
+        .apply(&unit(
+            "fire-2",
+            UnitKind::FireEngine,
+            UnitStatus::Returning,
+            302,
+        ))
+        .unwrap();
+    assert_eq!(alerts_of(&evs, AlertKind::StaleGps)[0].0, "cleared");
+    assert_eq!(
+        e.alerts().filter(|a| a.kind == AlertKind::StaleGps).count(),
+        1
+    );
+    // A restored engine knows the open alert and clears it on the ping.
+    let mut log = Vec::new();
+    let mut again = Engine::new(e.config.clone(), zones(), 0);
+    with_fleet(&mut again);
+    log.extend(
+        again
+            .apply(&call("c1", Category::Fire, 16.0678, 108.2208, 100))
+            .unwrap(),
+    );
+    log.extend(again.tick(t(221)));
+    let mut full = Vec::new();
+    let mut replay = Engine::new(e.config.clone(), zones(), 0);
+    with_fleet_log(&mut replay, &mut full);
+    full.extend(
+        replay
+            .apply(&call("c1", Category::Fire, 16.0678, 108.2208, 100))
+            .unwrap(),
+    );
+    full.extend(replay.tick(t(221)));
+    let mut restored = Engine::restore(e.config.clone(), zones(), &full);
+    let evs = restored.apply(&ping("amb-1", 16.07, 108.22, 230)).unwrap();
+    assert_eq!(alerts_of(&evs, AlertKind::StaleGps)[0].0, "cleared");
+    assert!(!log.is_empty());
+}
+
+fn with_fleet_log(e: &mut Engine, log: &mut Vec<OutputEvent>) {
+    let fleet = [
+        ("amb-1", UnitKind::Ambulance, 16.0700, 108.2200),
+        ("amb-2", UnitKind::Ambulance, 16.0300, 108.2000),
+        ("amb-3", UnitKind::Ambulance, 16.1000, 108.1500),
+        ("fire-1", UnitKind::FireEngine, 16.0600, 108.2100),
+        ("fire-2", UnitKind::FireEngine, 16.0500, 108.2400),
+        ("pol-1", UnitKind::Police, 16.0650, 108.2250),
+    ];
+    for (i, (id, kind, lat, lon)) in fleet.iter().enumerate() {
+        log.extend(
+            e.apply(&unit(id, *kind, UnitStatus::Available, i as i64))
+                .unwrap(),
+        );
+        log.extend(e.apply(&ping(id, *lat, *lon, i as i64)).unwrap());
+    }
+}
+
+#[test]
+fn a_call_surge_is_raised_once_and_cleared_when_it_passes() {
+    let mut config = quiet();
+    config.alerts.surge_calls = 5;
+    config.alerts.surge_radius_m = 500.0;
+    config.alerts.surge_window_s = 600;
+    let mut e = Engine::new(config, zones(), 0);
+    let cats = [
+        Category::Fire,
+        Category::Crime,
+        Category::Medical,
+        Category::Flood,
+    ];
+    for (i, cat) in cats.into_iter().enumerate() {
+        let evs = e
+            .apply(&call(
+                &format!("c{i}"),
+                cat,
+                16.0678 + 0.001 * i as f64,
+                108.2208,
+                60 * i as i64,
+            ))
+            .unwrap();
+        assert!(alerts_of(&evs, AlertKind::CallSurge).is_empty());
+    }
+    // A far call does not count.
+    e.apply(&call("far", Category::Other, 16.0000, 108.2500, 200))
+        .unwrap();
+    let evs = e
+        .apply(&call("c4", Category::Other, 16.0680, 108.2210, 240))
+        .unwrap();
+    let surge = alerts_of(&evs, AlertKind::CallSurge);
+    assert_eq!(surge.len(), 1);
+    assert_eq!(surge[0].1.alert_id, "surge:c4");
+    assert_eq!(surge[0].1.district.as_deref(), Some("hai_chau"));
+    assert!(
+        surge[0]
+            .1
+            .message
+            .starts_with("5 calls within 500 m in 10 min"),
+        "{}",
+        surge[0].1.message
+    );
+    // More calls in the same place: the same surge.
+    let evs = e
+        .apply(&call("c5", Category::Medical, 16.0679, 108.2209, 250))
+        .unwrap();
+    assert!(alerts_of(&evs, AlertKind::CallSurge).is_empty());
+    // Ten minutes after the first calls it thins out below 5: cleared.
+    assert!(alerts_of(&e.tick(t(600)), AlertKind::CallSurge).is_empty());
+    let evs = e.tick(t(700));
+    let cleared = alerts_of(&evs, AlertKind::CallSurge);
+    assert_eq!(cleared.len(), 1);
+    assert_eq!(cleared[0].0, "cleared");
+}
+
+#[test]
+fn coverage_gaps_are_raised_after_their_grace_and_cleared_when_a_unit_frees_up() {
+    let mut config = quiet();
+    config.alerts.coverage_kinds = vec![UnitKind::Ambulance];
+    config.alerts.coverage_radius_m = 8_000.0;
+    config.alerts.coverage_grace_s = 60;
+    let mut e = Engine::new(config, zones(), 0);
+    // No ambulance located at all: nothing watched.
+    assert!(alerts_of(&e.tick(t(1000)), AlertKind::CoverageGap).is_empty());
+    with_fleet(&mut e);
+    let hv = zones().get("hoa_vang").unwrap().representative;
+    assert!(
+        alerts_of(&e.tick(t(1030)), AlertKind::CoverageGap).is_empty(),
+        "in grace"
+    );
+    let evs = e.tick(t(1091));
+    let gaps = alerts_of(&evs, AlertKind::CoverageGap);
+    let ids: Vec<&str> = gaps.iter().map(|(_, a)| a.alert_id.as_str()).collect();
+    assert!(ids.contains(&"coverage:hoa_vang:ambulance"), "{ids:?}");
+    assert!(!ids.contains(&"coverage:hai_chau:ambulance"), "{ids:?}");
+    assert!(
+        !ids.iter().any(|i| i.contains("hoang_sa")),
+        "offshore is not watched"
+    );
+    assert!(
+        alerts_of(&e.tick(t(1100)), AlertKind::CoverageGap).is_empty(),
+        "raised once"
+    );
+    // An ambulance becomes available near Hoa Vang's populated point.
+    e.apply(&unit(
+        "amb-hv",
+        UnitKind::Ambulance,
+        UnitStatus::OutOfService,
+        1101,
+    ))
+    .unwrap();
+    e.apply(&ping("amb-hv", hv.y(), hv.x(), 1102)).unwrap();
+    let evs = e
+        .apply(&unit(
+            "amb-hv",
+            UnitKind::Ambulance,
+            UnitStatus::Available,
+            1103,
+        ))
+        .unwrap();
+    let cleared = alerts_of(&evs, AlertKind::CoverageGap);
+    assert!(
+        cleared
+            .iter()
+            .any(|(w, a)| *w == "cleared" && a.alert_id == "coverage:hoa_vang:ambulance"),
+        "{cleared:?}"
+    );
+}
+
+#[test]
+fn config_is_validated_and_rejects_unknown_fields() {
+    assert!(EngineConfig::default().validate().is_ok());
+    let mut c = EngineConfig::default();
+    c.alerts.surge_calls = 1;
+    assert!(c
+        .validate()
+        .unwrap_err()
+        .to_string()
+        .contains("alerts.surge_calls"));
+    let mut c = EngineConfig::default();
+    c.fix.exclude_after_s = 10;
+    assert!(c
+        .validate()
+        .unwrap_err()
+        .to_string()
+        .contains("fix.exclude_after_s"));
+    let c: EngineConfig = toml::from_str(
+        "[fix]\nstale_after_s = 60\n[alerts]\ncoverage_kinds = [\"ambulance\"]\n[eta.learning]\nmin_samples = 10\n",
+    )
+    .unwrap();
+    assert_eq!(c.fix.stale_after_s, 60);
+    assert_eq!(c.alerts.coverage_kinds, vec![UnitKind::Ambulance]);
+    assert_eq!(c.eta.learning.min_samples, 10);
+    assert_eq!(c.swap, SwapPolicy::default());
+    let err = toml::from_str::<EngineConfig>("[alerts]\nsurge_cals = 3\n").unwrap_err();
+    assert!(err.to_string().contains("surge_cals"), "{err}");
 }

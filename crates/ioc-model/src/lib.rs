@@ -19,8 +19,8 @@ pub use crate::input::{
 };
 pub use crate::output::{
     AlertKind, AlertStatus, AlertView, Candidate, CommandRejection, Correlation, DeadLetter,
-    DispatchAssignment, DispatchRecommendation, EventBody, GeoPoint, IncidentStatus, IncidentView,
-    KindNeed, OutputEvent, UnitView,
+    DispatchAssignment, DispatchRecommendation, EventBody, ExcludedUnit, GeoPoint, IncidentStatus,
+    IncidentView, KindNeed, OutputEvent, SwapSuggestion, UnitView,
 };
 pub use crate::time::Timestamp;
 pub use crate::topics::Topics;

@@ -119,6 +119,9 @@ pub struct Correlation {
     pub distance_m: f64,
     /// Seconds between the incident's last activity and this call.
     pub after_s: f64,
+    /// Where the call came from (the incident keeps its first location).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub location: Option<GeoPoint>,
 }
 
 /// The current picture of one incident.
@@ -189,6 +192,41 @@ pub struct DispatchRecommendation {
     pub auto_assign: bool,
     /// Kinds for which no available unit was found.
     pub unfilled: Vec<UnitKind>,
+    /// Available units near enough to be listed but left out, with why
+    /// (no position fix for too long).
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub excluded: Vec<ExcludedUnit>,
+    /// Set when this recommendation suggests replacing an assigned unit that
+    /// is still far away by a closer one that just became available. Such a
+    /// recommendation has no `needs`; `candidates` holds the closer unit.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub swap: Option<SwapSuggestion>,
+}
+
+/// An available unit left out of a recommendation, and why.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize, JsonSchema)]
+pub struct ExcludedUnit {
+    pub unit_id: String,
+    pub kind: UnitKind,
+    /// Great-circle distance from the unit's last fix.
+    pub distance_m: f64,
+    /// For example "last fix 20 min ago".
+    pub reason: String,
+}
+
+/// Replace an assigned, still distant unit by a closer available one.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize, JsonSchema)]
+pub struct SwapSuggestion {
+    /// The assigned unit, still en route.
+    pub replace_unit_id: String,
+    /// The closer unit that became available.
+    pub with_unit_id: String,
+    /// ETA of the assigned unit from its last fix, seconds.
+    pub replace_eta_s: f64,
+    /// ETA of the closer unit, seconds.
+    pub with_eta_s: f64,
+    /// `replace_eta_s - with_eta_s`: what the swap would save.
+    pub eta_gain_s: f64,
 }
 
 /// A unit assigned to (or released from) an incident.
@@ -287,8 +325,16 @@ pub struct CommandRejection {
 /// A dead letter on `ioc.dlq`: nothing is silently dropped.
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize, JsonSchema)]
 pub struct DeadLetter {
-    /// The original message bytes, base64 (standard alphabet, padded).
+    /// The original message bytes, base64 (standard alphabet, padded); only
+    /// the first [`DeadLetter::MAX_ORIGINAL_BYTES`] when `original_truncated`.
     pub original_base64: String,
+    /// Size of the original message in bytes.
+    #[serde(default)]
+    pub original_size: u64,
+    /// True when the original was too large to carry whole: it is still on
+    /// its topic at `partition`/`offset` for as long as retention keeps it.
+    #[serde(default, skip_serializing_if = "std::ops::Not::not")]
+    pub original_truncated: bool,
     /// Original key, if it was UTF-8.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub key: Option<String>,
@@ -299,4 +345,11 @@ pub struct DeadLetter {
     pub reason: String,
     /// When the processor rejected it.
     pub ts: Timestamp,
+}
+
+impl DeadLetter {
+    /// Most original bytes a dead letter carries: base64 of this stays well
+    /// under Kafka's default 1 MB message limit, so a huge hostile message
+    /// cannot make its own dead letter undeliverable.
+    pub const MAX_ORIGINAL_BYTES: usize = 256 * 1024;
 }

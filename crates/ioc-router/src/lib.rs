@@ -7,7 +7,7 @@ mod eta;
 mod units;
 mod zones;
 
-pub use crate::eta::EtaModel;
+pub use crate::eta::{hour_of_day, EtaModel, LearnedSpeeds, SpeedLearning, SpeedSource};
 pub use crate::units::{
     chord_to_metres, distance_m, to_unit_sphere, Nearby, UnitIndex, EARTH_RADIUS_M,
 };

@@ -46,7 +46,7 @@ pub fn distance_m(lat1: f64, lon1: f64, lat2: f64, lon2: f64) -> f64 {
     chord_to_metres(d2.sqrt())
 }
 
-fn kind_slot(kind: UnitKind) -> usize {
+pub(crate) fn kind_slot(kind: UnitKind) -> usize {
     match kind {
         UnitKind::Ambulance => 0,
         UnitKind::FireEngine => 1,
@@ -164,10 +164,23 @@ impl UnitIndex {
         lon: f64,
         k: usize,
     ) -> Vec<Nearby<'_>> {
+        self.nearest_available_iter(kind, lat, lon)
+            .take(k)
+            .collect()
+    }
+
+    /// The available units of `kind`, nearest first, lazily: a caller that
+    /// ranks by something else than distance (ETA, staleness) walks only as
+    /// far as its own stopping rule needs. Each step is O(log n) amortised.
+    pub fn nearest_available_iter(
+        &self,
+        kind: UnitKind,
+        lat: f64,
+        lon: f64,
+    ) -> impl Iterator<Item = Nearby<'_>> + '_ {
         let q = to_unit_sphere(lat, lon);
         self.trees[kind_slot(kind)]
             .nearest_neighbor_iter_with_distance_2(&q)
-            .take(k)
             .map(|(e, d2)| {
                 let u = &self.units[e.data as usize];
                 Nearby {
@@ -176,7 +189,6 @@ impl UnitIndex {
                     distance_m: chord_to_metres(d2.sqrt()),
                 }
             })
-            .collect()
     }
 }
 

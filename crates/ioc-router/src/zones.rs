@@ -5,10 +5,19 @@
 //! file swap. Each feature needs a string `properties.id`; `name`, `name_vi`
 //! and `offshore` are optional. Points outside every zone get `None`, and the
 //! caller keeps them (null district), it does not drop them.
+//!
+//! Lookups are on the hot path (every position ping), and an exact
+//! point-in-polygon test costs a pass over the polygon's edges (hundreds
+//! here). A grid over the zones answers most points in O(1): a cell that no
+//! zone boundary crosses lies wholly in one zone (or none), decided once at
+//! load time; only points in cells crossed by a boundary take the exact
+//! path. The answer is the same either way (tested).
 
 use std::path::Path;
 
-use geo::{BoundingRect, Contains, Coord, LineString, MultiPolygon, Point, Polygon, Rect};
+use geo::{
+    BoundingRect, Contains, Coord, InteriorPoint, LineString, MultiPolygon, Point, Polygon, Rect,
+};
 use rstar::primitives::{GeomWithData, Rectangle};
 use rstar::{RTree, AABB};
 use serde_json::Value;
@@ -30,6 +39,11 @@ pub struct Zone {
     pub shape: MultiPolygon<f64>,
     /// Bounding box of `shape`.
     pub bbox: Rect<f64>,
+    /// A point standing for where people live in the zone, for coverage:
+    /// `properties.populated_point` (`[lon, lat]`) when the file has one,
+    /// else an interior point of the shape (inside it even for concave
+    /// shapes, unlike a centroid).
+    pub representative: Point<f64>,
 }
 
 type ZoneBox = GeomWithData<Rectangle<[f64; 2]>, usize>;
@@ -43,6 +57,42 @@ pub struct Zones {
     tree: RTree<ZoneBox>,
     /// The file as loaded, served to dashboards unchanged.
     geojson: Value,
+    /// O(1) answers for points away from zone boundaries.
+    grid: Grid,
+}
+
+/// Cell value: no zone.
+const CELL_NONE: u32 = u32::MAX;
+/// Cell value: a boundary crosses the cell, test exactly.
+const CELL_MIXED: u32 = u32::MAX - 1;
+
+/// A regular lon/lat grid over the land zones, each cell holding the zone
+/// that wholly contains it, [`CELL_NONE`], or [`CELL_MIXED`].
+#[derive(Debug, Clone, Default)]
+struct Grid {
+    min_lon: f64,
+    min_lat: f64,
+    /// Cell size, degrees.
+    step_lon: f64,
+    step_lat: f64,
+    cols: usize,
+    rows: usize,
+    cells: Vec<u32>,
+}
+
+impl Grid {
+    /// Longest side of the grid, in cells.
+    const SIDE: usize = 256;
+
+    fn cell_of(&self, lat: f64, lon: f64) -> Option<usize> {
+        let c = (lon - self.min_lon) / self.step_lon;
+        let r = (lat - self.min_lat) / self.step_lat;
+        if !(c >= 0.0 && r >= 0.0) {
+            return None;
+        }
+        let (c, r) = (c as usize, r as usize);
+        (c < self.cols && r < self.rows).then_some(r * self.cols + c)
+    }
 }
 
 impl Zones {
@@ -100,6 +150,23 @@ impl Zones {
             let bbox = shape
                 .bounding_rect()
                 .ok_or_else(|| RouterError::zones(format!("feature {id}: empty geometry")))?;
+            let representative = match props.get("populated_point") {
+                None | Some(Value::Null) => shape.interior_point().ok_or_else(|| {
+                    RouterError::zones(format!("feature {id}: no interior point"))
+                })?,
+                Some(p) => match (p.get(0).and_then(Value::as_f64), p.get(1).and_then(Value::as_f64)) {
+                    (Some(x), Some(y))
+                        if (-180.0..=180.0).contains(&x) && (-90.0..=90.0).contains(&y) =>
+                    {
+                        Point::new(x, y)
+                    }
+                    _ => {
+                        return Err(RouterError::zones(format!(
+                            "feature {id}: properties.populated_point must be [lon, lat] in range, got {p}"
+                        )))
+                    }
+                },
+            };
             if zones.iter().any(|z: &Zone| z.id == id) {
                 return Err(RouterError::zones(format!("duplicate zone id {id:?}")));
             }
@@ -110,6 +177,7 @@ impl Zones {
                 offshore,
                 shape,
                 bbox,
+                representative,
             });
         }
         let boxes = zones
@@ -123,22 +191,142 @@ impl Zones {
                 GeomWithData::new(r, i)
             })
             .collect();
-        Ok(Self {
+        let mut z = Self {
             zones,
             tree: RTree::bulk_load(boxes),
             geojson,
-        })
+            grid: Grid::default(),
+        };
+        z.grid = z.build_grid();
+        Ok(z)
     }
 
-    /// The zone containing the point, if any. O(log n) box lookup plus an
-    /// exact polygon test on the few candidate zones.
+    /// The grid over the land zones (offshore ones are few points and take
+    /// the exact path): cells crossed by a boundary segment are mixed, the
+    /// others get the zone at their centre.
+    fn build_grid(&self) -> Grid {
+        let land: Vec<&Zone> = self.zones.iter().filter(|z| !z.offshore).collect();
+        let Some(first) = land.first() else {
+            return Grid::default();
+        };
+        let mut bb = first.bbox;
+        for z in &land {
+            bb = Rect::new(
+                Coord {
+                    x: bb.min().x.min(z.bbox.min().x),
+                    y: bb.min().y.min(z.bbox.min().y),
+                },
+                Coord {
+                    x: bb.max().x.max(z.bbox.max().x),
+                    y: bb.max().y.max(z.bbox.max().y),
+                },
+            );
+        }
+        let (w, h) = (bb.width(), bb.height());
+        if !(w > 0.0 && h > 0.0) {
+            return Grid::default();
+        }
+        let step = w.max(h) / Grid::SIDE as f64;
+        let cols = ((w / step).ceil() as usize).max(1);
+        let rows = ((h / step).ceil() as usize).max(1);
+        let mut g = Grid {
+            min_lon: bb.min().x,
+            min_lat: bb.min().y,
+            step_lon: step,
+            step_lat: step,
+            cols,
+            rows,
+            cells: vec![CELL_NONE; cols * rows],
+        };
+        // Every cell a boundary segment's box touches (with a margin) is
+        // mixed: conservative, so a clean cell is never crossed.
+        let eps = step * 1e-6;
+        let clamp = |v: f64, n: usize| (v.max(0.0) as usize).min(n - 1);
+        let mut mixed = vec![false; cols * rows];
+        for z in &self.zones {
+            for poly in z.shape.iter() {
+                for ring in std::iter::once(poly.exterior()).chain(poly.interiors()) {
+                    for seg in ring.lines() {
+                        let (x0, x1) = (seg.start.x.min(seg.end.x), seg.start.x.max(seg.end.x));
+                        let (y0, y1) = (seg.start.y.min(seg.end.y), seg.start.y.max(seg.end.y));
+                        if x1 < g.min_lon - eps
+                            || y1 < g.min_lat - eps
+                            || x0 > g.min_lon + w + eps
+                            || y0 > g.min_lat + h + eps
+                        {
+                            continue;
+                        }
+                        let c0 = clamp((x0 - eps - g.min_lon) / step, cols);
+                        let c1 = clamp((x1 + eps - g.min_lon) / step, cols);
+                        let r0 = clamp((y0 - eps - g.min_lat) / step, rows);
+                        let r1 = clamp((y1 + eps - g.min_lat) / step, rows);
+                        for r in r0..=r1 {
+                            for c in c0..=c1 {
+                                mixed[r * cols + c] = true;
+                            }
+                        }
+                    }
+                }
+            }
+        }
+        for r in 0..rows {
+            for c in 0..cols {
+                let i = r * cols + c;
+                g.cells[i] = if mixed[i] {
+                    CELL_MIXED
+                } else {
+                    let lon = g.min_lon + (c as f64 + 0.5) * step;
+                    let lat = g.min_lat + (r as f64 + 0.5) * step;
+                    self.zone_index_exact(lat, lon)
+                        .map_or(CELL_NONE, |z| z as u32)
+                };
+            }
+        }
+        g
+    }
+
+    /// Index (in file order) of the zone containing the point, if any.
+    /// O(1) away from boundaries, else [`Zones::zone_at_exact`].
+    pub fn zone_index_at(&self, lat: f64, lon: f64) -> Option<usize> {
+        match self.grid.cell_of(lat, lon).map(|c| self.grid.cells[c]) {
+            Some(CELL_NONE) => None,
+            Some(CELL_MIXED) | None => self.zone_index_exact(lat, lon),
+            Some(z) => Some(z as usize),
+        }
+    }
+
+    /// The zone containing the point, if any (grid, then exact).
     pub fn zone_at(&self, lat: f64, lon: f64) -> Option<&Zone> {
+        self.zone_index_at(lat, lon).map(|i| &self.zones[i])
+    }
+
+    /// The zone containing the point by the exact path only: O(log n) box
+    /// lookup plus a polygon test on the few candidate zones.
+    pub fn zone_at_exact(&self, lat: f64, lon: f64) -> Option<&Zone> {
+        self.zone_index_exact(lat, lon).map(|i| &self.zones[i])
+    }
+
+    fn zone_index_exact(&self, lat: f64, lon: f64) -> Option<usize> {
         let p = Point::new(lon, lat);
         let probe = AABB::from_point([lon, lat]);
         self.tree
             .locate_in_envelope_intersecting(&probe)
-            .map(|b| &self.zones[b.data])
-            .find(|z| z.shape.contains(&p) || on_boundary(&z.shape, p))
+            .map(|b| b.data)
+            .filter(|i| {
+                let z = &self.zones[*i];
+                z.shape.contains(&p) || on_boundary(&z.shape, p)
+            })
+            .min()
+    }
+
+    /// Index of a zone by id.
+    pub fn index_of(&self, id: &str) -> Option<usize> {
+        self.zones.iter().position(|z| z.id == id)
+    }
+
+    /// A zone by index (file order).
+    pub fn by_index(&self, i: usize) -> Option<&Zone> {
+        self.zones.get(i)
     }
 
     /// Zone id at a point, as an owned string (what events carry).
@@ -278,6 +466,43 @@ mod tests {
         let z = Zones::from_geojson_str(text).unwrap();
         assert_eq!(z.zone_id_at(0.5, 0.5).as_deref(), Some("ward_a"));
         assert_eq!(z.zone_id_at(1.5, 0.5), None);
+    }
+
+    #[test]
+    fn the_grid_answers_exactly_what_the_polygons_answer() {
+        use rand::{Rng, SeedableRng};
+        let z = danang();
+        let mut rng = rand_chacha::ChaCha8Rng::seed_from_u64(3);
+        let mut hits = 0;
+        for _ in 0..20_000 {
+            let lat = rng.gen_range(15.85..16.25);
+            let lon = rng.gen_range(107.8..108.4);
+            let fast = z.zone_at(lat, lon).map(|z| z.id.as_str());
+            let exact = z.zone_at_exact(lat, lon).map(|z| z.id.as_str());
+            assert_eq!(fast, exact, "at {lat},{lon}");
+            hits += usize::from(fast.is_some());
+        }
+        assert!(hits > 5_000, "{hits}");
+        // Offshore zones sit outside the grid and still answer.
+        let hs = z.get("hoang_sa").unwrap().representative;
+        assert_eq!(z.zone_id_at(hs.y(), hs.x()).as_deref(), Some("hoang_sa"));
+    }
+
+    #[test]
+    fn representative_points_lie_inside_their_zone() {
+        let z = danang();
+        for zone in z.iter() {
+            let p = zone.representative;
+            assert_eq!(
+                z.zone_id_at(p.y(), p.x()).as_deref(),
+                Some(zone.id.as_str())
+            );
+        }
+        let text = r#"{"type":"FeatureCollection","features":[{"type":"Feature",
+            "properties":{"id":"a","populated_point":[0.2,0.3]},
+            "geometry":{"type":"Polygon","coordinates":[[[0,0],[1,0],[1,1],[0,1],[0,0]]]}}]}"#;
+        let z = Zones::from_geojson_str(text).unwrap();
+        assert_eq!(z.get("a").unwrap().representative, Point::new(0.2, 0.3));
     }
 
     #[test]

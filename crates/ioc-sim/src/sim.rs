@@ -536,6 +536,10 @@ impl Simulator {
                 self.learn_incident(view);
                 self.incident_closed(&view.incident_id);
             }
+            // A swap suggestion is advice about units already on the way,
+            // not a new plan for the incident: the simulated dispatcher
+            // leaves it to humans and keeps its pending plan.
+            EventBody::DispatchRecommended(rec) if rec.swap.is_some() => {}
             EventBody::DispatchRecommended(rec) => self.recommended(rec),
             EventBody::DispatchAssigned(a) => {
                 self.pending_assign.remove(&a.unit_id);
@@ -1589,6 +1593,8 @@ mod tests {
                 candidates: vec![],
                 auto_assign: true,
                 unfilled: vec![],
+                excluded: vec![],
+                swap: None,
             }),
         ));
         let assigned = EventBody::DispatchAssigned(DispatchAssignment {
@@ -1754,6 +1760,8 @@ mod tests {
                 .collect(),
             auto_assign: false,
             unfilled: vec![],
+            excluded: vec![],
+            swap: None,
         })
     }
 
