@@ -9,15 +9,29 @@
 //! is closed as a slow consumer (it resumes with `since`).
 //!
 //! Each event is serialized once (twice when it carries a caller: masked and
-//! unmasked), and the full frame is built once per channel and shared as
-//! reference-counted bytes by every subscriber whose `prev_seq` agrees, which
-//! is all of them once they have received one event.
+//! unmasked), and the full frame is built once per channel and per distinct
+//! `prev_seq` and shared as reference-counted bytes by every subscriber
+//! whose `prev_seq` agrees, which is all of them once they have received one
+//! event. Routing is a map lookup per channel the event belongs to (at most
+//! three), so publish touches only the clients that get the event.
+//!
+//! Slow clients: once a client's queue is half full, unit positions are no
+//! longer queued for it but held back per channel, latest per unit (a newer
+//! position of the same unit replaces the held one: that frame is
+//! "coalesced"). Held positions are always newer than everything queued on
+//! their channel, so they go out in seq order: before the next incident,
+//! dispatch or alert event of that channel, or when the writer has drained
+//! the queue to a quarter. `prev_seq` is computed when a frame is queued, so
+//! the chain the client sees stays exact and coalescing never looks like a
+//! gap. Incident, dispatch and alert events are never held or dropped: if
+//! they do not fit, the client is closed as slow and resumes with `since`.
 
 use std::collections::{HashMap, HashSet, VecDeque};
+use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::{Arc, Mutex, MutexGuard};
 
 use axum::extract::ws::Utf8Bytes;
-use ioc_model::OutputEvent;
+use ioc_model::{EventBody, OutputEvent};
 use serde_json::{json, Value};
 use tokio::sync::mpsc;
 use tokio_util::sync::CancellationToken;
@@ -25,6 +39,15 @@ use tokio_util::sync::CancellationToken;
 use crate::channel::Channel;
 use crate::picture::{has_caller, masked_event, Picture, Scope};
 use crate::telemetry;
+
+/// Most units whose positions one subscription may hold back. A fleet is
+/// far smaller; past this the client is closed as slow, so held positions
+/// stay bounded whatever the input.
+const MAX_HELD_PER_CHANNEL: usize = 8192;
+
+/// Distinct `prev_seq` values whose frames publish keeps per channel and
+/// event; subscribers beyond them get a frame of their own.
+const SHARED_FRAMES: usize = 4;
 
 /// A websocket close code and reason.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -37,6 +60,11 @@ pub struct CloseReason {
 pub const CLOSE_SLOW: CloseReason = CloseReason {
     code: 1008,
     reason: "slow consumer: resume with since",
+};
+/// More inbound messages than the rate limit allows.
+pub const CLOSE_RATE_LIMITED: CloseReason = CloseReason {
+    code: 1008,
+    reason: "rate limit exceeded",
 };
 /// The gateway is stopping.
 pub const CLOSE_SHUTDOWN: CloseReason = CloseReason {
@@ -69,6 +97,9 @@ pub struct ClientLink {
     closing: CancellationToken,
     /// The close frame to send; the first reason wins.
     reason: Mutex<Option<CloseReason>>,
+    /// The hub holds back positions for this client: the writer asks for
+    /// them once the queue has drained. Written under the hub lock.
+    holding: AtomicBool,
 }
 
 impl ClientLink {
@@ -80,6 +111,7 @@ impl ClientLink {
             tx,
             closing: CancellationToken::new(),
             reason: Mutex::new(None),
+            holding: AtomicBool::new(false),
         };
         (Arc::new(link), rx)
     }
@@ -116,13 +148,18 @@ impl ClientLink {
         match self.tx.try_send(frame) {
             Ok(()) => true,
             Err(mpsc::error::TrySendError::Full(_)) => {
-                if self.close(Some(CLOSE_SLOW)) {
-                    metrics::counter!(telemetry::WS_SLOW_DISCONNECTS).increment(1);
-                    tracing::warn!(conn = self.id, "slow websocket consumer disconnected");
-                }
+                self.close_slow();
                 false
             }
             Err(mpsc::error::TrySendError::Closed(_)) => false,
+        }
+    }
+
+    /// Closes the client as a slow consumer (counted once).
+    fn close_slow(&self) {
+        if self.close(Some(CLOSE_SLOW)) {
+            metrics::counter!(telemetry::WS_SLOW_DISCONNECTS).increment(1);
+            tracing::warn!(conn = self.id, "slow websocket consumer disconnected");
         }
     }
 
@@ -130,14 +167,139 @@ impl ClientLink {
     fn free_slots(&self) -> usize {
         self.tx.capacity()
     }
+
+    /// Frames waiting in the queue.
+    fn queued(&self) -> usize {
+        self.tx.max_capacity().saturating_sub(self.tx.capacity())
+    }
+
+    /// Queue length from which positions are held back instead of queued.
+    fn high_water(&self) -> usize {
+        (self.tx.max_capacity() / 2).max(1)
+    }
+
+    /// Whether positions must be held back for this client now.
+    fn under_pressure(&self) -> bool {
+        self.queued() >= self.high_water()
+    }
+
+    /// Whether the writer should ask the hub for held positions: some are
+    /// held and the queue has drained to a quarter.
+    pub fn wants_flush(&self) -> bool {
+        self.holding.load(Ordering::Relaxed) && self.queued() <= self.tx.max_capacity() / 4
+    }
 }
 
 /// One subscriber of a channel.
 struct Subscriber {
     link: Arc<ClientLink>,
-    /// Seq of the last frame this client got on this channel (snapshot,
-    /// replayed or live event): the `prev_seq` of its next event frame.
+    /// Seq of the last frame queued for this client on this channel
+    /// (snapshot, replayed or live event): the `prev_seq` of its next frame.
     prev_seq: u64,
+    /// Positions held back while the client is behind: latest per unit, all
+    /// newer than `prev_seq`. Empty (and unallocated) normally.
+    held: HashMap<Arc<str>, HeldPosition>,
+}
+
+/// A `unit.updated` event waiting for a slow client.
+struct HeldPosition {
+    seq: u64,
+    /// The serialized event, shared with every other client.
+    event_json: Arc<str>,
+}
+
+/// What happened to an event for one subscriber.
+enum Outcome {
+    Queued,
+    /// Held back; `replaced` when it coalesced an older held position.
+    Held {
+        replaced: bool,
+    },
+    /// The client is closing: remove it from the channel.
+    Gone,
+}
+
+impl Subscriber {
+    fn new(link: Arc<ClientLink>, prev_seq: u64) -> Subscriber {
+        Subscriber {
+            link,
+            prev_seq,
+            held: HashMap::new(),
+        }
+    }
+
+    /// Queues an event frame after any held positions (which are older).
+    fn deliver(
+        &mut self,
+        channel_json: &str,
+        seq: u64,
+        event_json: &str,
+        shared: &mut Vec<(u64, Utf8Bytes)>,
+    ) -> Outcome {
+        if !self.held.is_empty() && self.flush(channel_json, usize::MAX).is_none() {
+            return Outcome::Gone;
+        }
+        let prev = self.prev_seq;
+        let frame = match shared.iter().find(|(p, _)| *p == prev) {
+            Some((_, frame)) => frame.clone(),
+            None => {
+                let frame = event_frame(channel_json, seq, prev, event_json);
+                if shared.len() < SHARED_FRAMES {
+                    shared.push((prev, frame.clone()));
+                }
+                frame
+            }
+        };
+        if self.link.push(frame) {
+            self.prev_seq = seq;
+            Outcome::Queued
+        } else {
+            Outcome::Gone
+        }
+    }
+
+    /// Holds a position back, replacing an older one of the same unit.
+    fn hold(&mut self, unit: &Arc<str>, seq: u64, event_json: &Arc<str>) -> Outcome {
+        let held = HeldPosition {
+            seq,
+            event_json: event_json.clone(),
+        };
+        let replaced = self.held.insert(unit.clone(), held).is_some();
+        if self.held.len() > MAX_HELD_PER_CHANNEL {
+            self.link.close_slow();
+            return Outcome::Gone;
+        }
+        self.link.holding.store(true, Ordering::Relaxed);
+        Outcome::Held { replaced }
+    }
+
+    /// Queues up to `max` held positions, oldest first. Returns how many
+    /// went out, or None if the client was closed as slow.
+    fn flush(&mut self, channel_json: &str, max: usize) -> Option<u64> {
+        let mut order: Vec<(u64, Arc<str>)> = self
+            .held
+            .iter()
+            .map(|(unit, h)| (h.seq, unit.clone()))
+            .collect();
+        order.sort_unstable_by_key(|(seq, _)| *seq);
+        let mut sent = 0;
+        for (_, unit) in order.into_iter().take(max) {
+            let Some(held) = self.held.remove(&unit) else {
+                continue;
+            };
+            let frame = event_frame(channel_json, held.seq, self.prev_seq, &held.event_json);
+            if !self.link.push(frame) {
+                return None;
+            }
+            self.prev_seq = held.seq;
+            sent += 1;
+        }
+        if self.held.is_empty() {
+            // Give the memory back: a map that held a fleet stays big.
+            self.held = HashMap::new();
+        }
+        Some(sent)
+    }
 }
 
 /// Everything publish and subscribe must see atomically.
@@ -221,37 +383,58 @@ impl Hub {
         }
         metrics::counter!(telemetry::EVENTS_PUBLISHED).increment(1);
 
-        let mut plain_json: Option<String> = None;
-        let mut masked_json: Option<String> = None;
+        // The coalescing key of a position; None for every other event.
+        let position: Option<Arc<str>> = match &ev.body {
+            EventBody::UnitUpdated(u) => Some(Arc::from(u.unit_id.as_str())),
+            _ => None,
+        };
+        let mut plain_json: Option<Arc<str>> = None;
+        let mut masked_json: Option<Arc<str>> = None;
         for channel in Channel::routes(&ev) {
             let Some(subs) = st.channels.get_mut(&channel) else {
                 continue;
             };
-            let event_json: &str = if channel.masks_callers() && has_caller(&ev) {
-                masked_json.get_or_insert_with(|| to_json(&masked_event(&ev)))
+            let event_json: Arc<str> = if channel.masks_callers() && has_caller(&ev) {
+                masked_json
+                    .get_or_insert_with(|| to_json(&masked_event(&ev)).into())
+                    .clone()
             } else {
-                plain_json.get_or_insert_with(|| to_json(&*ev))
+                plain_json
+                    .get_or_insert_with(|| to_json(&*ev).into())
+                    .clone()
             };
             let name = to_json(&channel.name());
-            let mut shared: Option<(u64, Utf8Bytes)> = None;
+            let mut shared: Vec<(u64, Utf8Bytes)> = Vec::with_capacity(SHARED_FRAMES);
             let mut gone = Vec::new();
-            let mut delivered = 0u64;
+            let (mut delivered, mut coalesced) = (0u64, 0u64);
             for (id, sub) in subs.iter_mut() {
-                let frame = match &shared {
-                    Some((prev, frame)) if *prev == sub.prev_seq => frame.clone(),
-                    _ => {
-                        let frame = event_frame(&name, ev.seq, sub.prev_seq, event_json);
-                        if shared.is_none() {
-                            shared = Some((sub.prev_seq, frame.clone()));
+                let outcome = match &position {
+                    Some(unit) if !sub.held.is_empty() || sub.link.under_pressure() => {
+                        let outcome = sub.hold(unit, ev.seq, &event_json);
+                        if matches!(outcome, Outcome::Held { .. }) && sub.link.wants_flush() {
+                            // The writer drained the queue meanwhile.
+                            let room = sub.link.high_water().saturating_sub(sub.link.queued());
+                            match sub.flush(&name, room) {
+                                Some(n) => delivered += n,
+                                None => {
+                                    gone.push(*id);
+                                    continue;
+                                }
+                            }
                         }
-                        frame
+                        outcome
+                    }
+                    _ => {
+                        let held_before = sub.held.len() as u64;
+                        let outcome = sub.deliver(&name, ev.seq, &event_json, &mut shared);
+                        delivered += held_before;
+                        outcome
                     }
                 };
-                if sub.link.push(frame) {
-                    sub.prev_seq = ev.seq;
-                    delivered += 1;
-                } else {
-                    gone.push(*id);
+                match outcome {
+                    Outcome::Queued => delivered += 1,
+                    Outcome::Held { replaced } => coalesced += u64::from(replaced),
+                    Outcome::Gone => gone.push(*id),
                 }
             }
             for id in gone {
@@ -262,8 +445,42 @@ impl Hub {
             }
             metrics::counter!(telemetry::WS_MESSAGES_OUT, "channel_kind" => channel.kind())
                 .increment(delivered);
+            if coalesced > 0 {
+                metrics::counter!(telemetry::WS_COALESCED, "channel_kind" => channel.kind())
+                    .increment(coalesced);
+            }
         }
         true
+    }
+
+    /// Queues positions held back for `link`, oldest first, up to half its
+    /// queue; called by its writer once the queue has drained.
+    pub fn flush_held(&self, link: &ClientLink) {
+        let mut guard = lock(&self.state);
+        let st = &mut *guard;
+        let mut still_holding = false;
+        let mut gone = Vec::new();
+        for (channel, subs) in st.channels.iter_mut() {
+            let Some(sub) = subs.get_mut(&link.id) else {
+                continue;
+            };
+            if sub.held.is_empty() {
+                continue;
+            }
+            let room = link.high_water().saturating_sub(link.queued());
+            match sub.flush(&to_json(&channel.name()), room) {
+                Some(sent) => {
+                    metrics::counter!(telemetry::WS_MESSAGES_OUT, "channel_kind" => channel.kind())
+                        .increment(sent);
+                    still_holding |= !sub.held.is_empty();
+                }
+                None => gone.push(channel.clone()),
+            }
+        }
+        for channel in gone {
+            remove_subscriber(st, &channel, link.id);
+        }
+        link.holding.store(still_holding, Ordering::Relaxed);
     }
 
     /// Adds a client; tells it at once if the picture is stale.
@@ -328,13 +545,10 @@ impl Hub {
         };
         metrics::counter!(telemetry::WS_MESSAGES_OUT, "channel_kind" => channel.kind())
             .increment(frames);
-        st.channels.entry(channel).or_default().insert(
-            link.id,
-            Subscriber {
-                link: link.clone(),
-                prev_seq,
-            },
-        );
+        st.channels
+            .entry(channel)
+            .or_default()
+            .insert(link.id, Subscriber::new(link.clone(), prev_seq));
     }
 
     /// Removes a client from one channel.
@@ -499,13 +713,122 @@ mod tests {
     fn full_queue_closes_the_client_as_slow() {
         let hub = Hub::new(100, HashSet::new());
         let (link, _rx) = ClientLink::new(1, 2);
-        hub.subscribe(&link, Channel::Units, None);
+        hub.subscribe(&link, Channel::City, None);
         for seq in 1..=5 {
-            hub.publish(ev(seq, "a", EventBody::UnitUpdated(unit("u1", "a"))));
+            let id = format!("i{seq}");
+            hub.publish(ev(
+                seq,
+                "a",
+                EventBody::IncidentOpened(incident(&id, "a", None)),
+            ));
         }
         assert!(link.closing().is_cancelled());
         assert_eq!(link.close_reason(), Some(CLOSE_SLOW));
         assert!(lock(&hub.state).channels.is_empty());
+    }
+
+    #[test]
+    fn positions_coalesce_for_a_client_behind_and_keep_the_chain_exact() {
+        let hub = Hub::new(100, HashSet::new());
+        // Queue of 6: positions are held from 3 queued frames on.
+        let (link, mut rx) = ClientLink::new(1, 6);
+        hub.subscribe(&link, Channel::District("a".into()), None); // snapshot seq 0
+        hub.publish(ev(1, "a", EventBody::UnitUpdated(unit("u1", "a"))));
+        hub.publish(ev(2, "a", EventBody::UnitUpdated(unit("u2", "a"))));
+        for round in 0..50 {
+            let seq = 3 + 2 * round;
+            hub.publish(ev(seq, "a", EventBody::UnitUpdated(unit("u1", "a"))));
+            hub.publish(ev(seq + 1, "a", EventBody::UnitUpdated(unit("u2", "a"))));
+        }
+        assert!(!link.closing().is_cancelled(), "positions must not close");
+        // Held: latest u1 (101) and u2 (102). An alert sends them out first.
+        hub.publish(ev(103, "a", EventBody::AlertRaised(alert("x", "a"))));
+        assert!(!link.closing().is_cancelled());
+        let frames = drain(&mut rx);
+        let chain: Vec<(u64, u64)> = frames[1..]
+            .iter()
+            .map(|f| (f["seq"].as_u64().unwrap(), f["prev_seq"].as_u64().unwrap()))
+            .collect();
+        assert_eq!(
+            chain,
+            vec![(1, 0), (2, 1), (101, 2), (102, 101), (103, 102)]
+        );
+        assert_eq!(frames[3]["event"]["data"]["unit_id"], "u1");
+        assert_eq!(frames[4]["event"]["data"]["unit_id"], "u2");
+    }
+
+    #[test]
+    fn held_positions_go_out_when_the_writer_has_drained() {
+        let hub = Hub::new(100, HashSet::new());
+        let (link, mut rx) = ClientLink::new(1, 8);
+        hub.subscribe(&link, Channel::Units, None);
+        for seq in 1..=40 {
+            let unit_id = format!("u{}", seq % 10);
+            hub.publish(ev(seq, "a", EventBody::UnitUpdated(unit(&unit_id, "a"))));
+        }
+        let mut got = drain(&mut rx);
+        assert!(link.wants_flush());
+        // Each flush refills the queue up to half; the writer calls it again.
+        while link.wants_flush() {
+            hub.flush_held(&link);
+            got.extend(drain(&mut rx));
+        }
+        let events = &got[1..];
+        let mut prev = 0;
+        for f in events {
+            assert_eq!(f["prev_seq"].as_u64(), Some(prev));
+            prev = f["seq"].as_u64().unwrap();
+        }
+        // Every unit's latest position arrived.
+        assert_eq!(prev, 40);
+        let latest: HashSet<u64> = events[events.len() - 10..]
+            .iter()
+            .map(|f| f["seq"].as_u64().unwrap())
+            .collect();
+        assert_eq!(latest, (31..=40).collect());
+        assert!(events.len() < 40, "nothing was coalesced");
+        assert!(!link.closing().is_cancelled());
+    }
+
+    #[test]
+    fn incidents_that_do_not_fit_close_even_with_positions_held() {
+        let hub = Hub::new(100, HashSet::new());
+        let (link, _rx) = ClientLink::new(1, 4);
+        hub.subscribe(&link, Channel::District("a".into()), None);
+        for seq in 1..=20 {
+            hub.publish(ev(seq, "a", EventBody::UnitUpdated(unit("u1", "a"))));
+        }
+        assert!(!link.closing().is_cancelled());
+        for seq in 21..=25 {
+            let id = format!("i{seq}");
+            hub.publish(ev(
+                seq,
+                "a",
+                EventBody::IncidentOpened(incident(&id, "a", None)),
+            ));
+        }
+        assert_eq!(link.close_reason(), Some(CLOSE_SLOW));
+    }
+
+    #[test]
+    fn one_frame_is_shared_by_subscribers_with_the_same_prev_seq() {
+        let hub = Hub::new(100, HashSet::new());
+        let mut rxs = Vec::new();
+        for id in 0..10 {
+            let (link, rx) = ClientLink::new(id, 8);
+            hub.subscribe(&link, Channel::City, None);
+            rxs.push((link, rx));
+        }
+        hub.publish(ev(1, "a", EventBody::AlertRaised(alert("x", "a"))));
+        let frames: Vec<Utf8Bytes> = rxs
+            .iter_mut()
+            .map(|(_, rx)| {
+                rx.try_recv().unwrap(); // snapshot
+                rx.try_recv().unwrap()
+            })
+            .collect();
+        let first = frames[0].as_str().as_ptr();
+        assert!(frames.iter().all(|f| f.as_str().as_ptr() == first));
     }
 
     #[test]

@@ -21,7 +21,7 @@ mod picture;
 mod telemetry;
 mod ws;
 
-use std::collections::HashSet;
+use std::collections::{HashMap, HashSet};
 use std::path::PathBuf;
 use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
 use std::sync::{Arc, Mutex};
@@ -33,8 +33,8 @@ use tokio_util::task::TaskTracker;
 
 pub use crate::channel::{Channel, ChannelError};
 pub use crate::telemetry::{
-    AUTH_FAILURES, EVENTS_PUBLISHED, HTTP_REQUESTS, WS_CONNECTIONS, WS_MESSAGES_OUT,
-    WS_SLOW_DISCONNECTS,
+    AUTH_FAILURES, EVENTS_PUBLISHED, HTTP_REQUESTS, WS_COALESCED, WS_CONNECTIONS, WS_MESSAGES_OUT,
+    WS_REFUSED, WS_SLOW_DISCONNECTS,
 };
 
 /// How long [`Gateway::serve`] waits for websockets to say goodbye after
@@ -53,11 +53,16 @@ pub struct GatewayConfig {
     pub allowed_origins: Vec<String>,
     /// Events kept for `since` replay; older resumes get a fresh snapshot.
     pub history_len: usize,
-    /// Per-client outbound queue, in frames. A client whose queue fills is
-    /// disconnected, so one slow screen cannot hold memory or publish.
+    /// Per-client outbound queue, in frames. Past half of it, unit
+    /// positions are coalesced (latest per unit) instead of queued; a client
+    /// whose queue still fills is disconnected as slow, so one slow screen
+    /// cannot hold memory or publish.
     pub client_queue: usize,
     /// Largest inbound websocket message; larger ones close with 1009.
     pub max_frame_bytes: usize,
+    /// Open websockets one token may hold at once; the next upgrade is
+    /// refused with 429. Bounds what one leaked or shared token can cost.
+    pub max_connections_per_token: usize,
 }
 
 impl Default for GatewayConfig {
@@ -69,6 +74,7 @@ impl Default for GatewayConfig {
             history_len: 10_000,
             client_queue: 1024,
             max_frame_bytes: 16 * 1024,
+            max_connections_per_token: 8,
         }
     }
 }
@@ -82,6 +88,8 @@ pub enum ConfigError {
     ZeroQueue,
     #[error("max_frame_bytes must be at least 256, got {0}")]
     TinyFrame(usize),
+    #[error("max_connections_per_token must be at least 1, got 0")]
+    ZeroConnectionsPerToken,
 }
 
 impl GatewayConfig {
@@ -95,6 +103,9 @@ impl GatewayConfig {
         }
         if self.max_frame_bytes < 256 {
             return Err(ConfigError::TinyFrame(self.max_frame_bytes));
+        }
+        if self.max_connections_per_token == 0 {
+            return Err(ConfigError::ZeroConnectionsPerToken);
         }
         Ok(())
     }
@@ -141,6 +152,10 @@ pub(crate) struct Inner {
     pub heartbeat: Mutex<Heartbeat>,
     /// Source of websocket connection ids (log correlation, hub keys).
     pub next_conn_id: AtomicU64,
+    /// Open websockets per token, for `max_connections_per_token`. An entry
+    /// lives only while its token has a connection, so this is bounded by
+    /// the number of open websockets.
+    pub per_token: Mutex<HashMap<String, usize>>,
     /// Cancelled when [`Gateway::serve`] shuts down: every websocket closes
     /// with 1001 and no new one is accepted.
     pub shutdown: CancellationToken,
@@ -187,6 +202,7 @@ impl Gateway {
         }
         config.client_queue = config.client_queue.max(1);
         config.max_frame_bytes = config.max_frame_bytes.max(256);
+        config.max_connections_per_token = config.max_connections_per_token.max(1);
         telemetry::describe();
         let zones: HashSet<String> = channel::zone_ids(&zones_geojson);
         let inner = Inner {
@@ -198,6 +214,7 @@ impl Gateway {
             ready: AtomicBool::new(false),
             heartbeat: Mutex::new(Heartbeat::default()),
             next_conn_id: AtomicU64::new(1),
+            per_token: Mutex::new(HashMap::new()),
             shutdown: CancellationToken::new(),
             tracker: TaskTracker::new(),
         };
@@ -300,5 +317,8 @@ mod tests {
         assert_eq!(c.history_len, 10_000);
         assert_eq!(c.client_queue, 1024);
         assert_eq!(c.max_frame_bytes, 16 * 1024);
+        assert_eq!(c.max_connections_per_token, 8);
+        c.max_connections_per_token = 0;
+        assert_eq!(c.validate(), Err(ConfigError::ZeroConnectionsPerToken));
     }
 }

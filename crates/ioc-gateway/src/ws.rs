@@ -8,6 +8,11 @@
 //! decides the connection must end cancels the link's token with a close
 //! reason, and the writer sends that close frame.
 //!
+//! Limits: inbound message size (1009), inbound message rate (1008),
+//! subscriptions per connection, connections per token (429 before the
+//! upgrade), idle timeout and token expiry. The full protocol is in
+//! `docs/websocket.md`.
+//!
 //! Client → server: `{"op":"subscribe","channel":C,"since":SEQ?}`,
 //! `{"op":"unsubscribe","channel":C}`, `{"op":"ping"}`. Server → client:
 //! `snapshot`, `event` (with `prev_seq` for exact gap detection), `status`,
@@ -34,15 +39,25 @@ use tokio::time::Instant;
 use crate::auth::{self, Claims};
 use crate::channel::Channel;
 use crate::http::{api_error, unauthorized};
-use crate::hub::{ClientLink, CLOSE_EXPIRED, CLOSE_IDLE, CLOSE_SHUTDOWN, CLOSE_TOO_BIG};
+use crate::hub::{
+    ClientLink, CLOSE_EXPIRED, CLOSE_IDLE, CLOSE_RATE_LIMITED, CLOSE_SHUTDOWN, CLOSE_TOO_BIG,
+};
 use crate::{telemetry, Heartbeat, Inner};
 
 /// Most channels one connection may hold: every district plus the city
 /// views fits; a client cannot make us keep thousands of entries.
 const MAX_SUBSCRIPTIONS: usize = 32;
-/// Inbound message budget: burst size and refill per second.
+/// Inbound message budget: burst size and refill per second. Past it the
+/// connection is closed with 1008.
 const RATE_BURST: f64 = 40.0;
 const RATE_PER_SEC: f64 = 20.0;
+/// Most queued frames written to a socket in one go.
+const WRITE_BATCH: usize = 64;
+/// Initial read buffer of a connection. tungstenite allocates 128 KiB per
+/// socket by default, which is most of an idle connection's memory; client
+/// messages are small and the buffer grows up to `max_frame_bytes` when one
+/// is not.
+const READ_BUFFER_BYTES: usize = 4 * 1024;
 
 /// A client message.
 #[derive(Debug, Deserialize)]
@@ -59,7 +74,9 @@ enum ClientMessage {
     Ping,
 }
 
-/// `GET /ws`: origin check, token check, then upgrade.
+/// `GET /ws`: origin check, token check, connections-per-token cap, then
+/// upgrade. Every refusal is an HTTP answer: no socket is ever upgraded
+/// just to be closed.
 pub(crate) async fn handler(
     State(inner): State<Arc<Inner>>,
     headers: HeaderMap,
@@ -68,6 +85,7 @@ pub(crate) async fn handler(
 ) -> Response {
     if !origin_allowed(&inner.config.allowed_origins, &headers) {
         tracing::info!("websocket refused: origin not allowed");
+        metrics::counter!(telemetry::WS_REFUSED, "reason" => "origin").increment(1);
         return api_error(StatusCode::FORBIDDEN, "origin not allowed");
     }
     let claims = match auth::authenticate(&inner.config.jwt_secret, &headers, &uri) {
@@ -75,18 +93,79 @@ pub(crate) async fn handler(
         Err(e) => return unauthorized(&e),
     };
     if inner.shutdown.is_cancelled() {
+        metrics::counter!(telemetry::WS_REFUSED, "reason" => "shutting_down").increment(1);
         return api_error(StatusCode::SERVICE_UNAVAILABLE, "server shutting down");
     }
     let upgrade = match upgrade {
         Ok(upgrade) => upgrade,
         Err(rejection) => return rejection.into_response(),
     };
+    // authenticate() found a token, so this finds the same one.
+    let token = auth::token_from_request(&headers, &uri).unwrap_or_default();
+    let Some(permit) = TokenPermit::acquire(&inner, token) else {
+        tracing::info!(sub = %claims.sub, "websocket refused: too many connections for this token");
+        metrics::counter!(telemetry::WS_REFUSED, "reason" => "too_many_connections").increment(1);
+        return api_error(
+            StatusCode::TOO_MANY_REQUESTS,
+            &format!(
+                "at most {} websockets per token",
+                inner.config.max_connections_per_token
+            ),
+        );
+    };
     let limit = inner.config.max_frame_bytes;
     let tracker = inner.tracker.clone();
+    // The permit moves into the connection future: it is released when the
+    // connection ends, or when the upgrade fails and the future is dropped.
     upgrade
         .max_message_size(limit)
         .max_frame_size(limit)
-        .on_upgrade(move |socket| tracker.track_future(run(socket, inner, claims)))
+        .read_buffer_size(READ_BUFFER_BYTES)
+        .on_upgrade(move |socket| {
+            tracker.track_future(async move {
+                let _permit = permit;
+                run(socket, inner, claims).await;
+            })
+        })
+}
+
+/// One open websocket counted against its token; released on drop.
+struct TokenPermit {
+    inner: Arc<Inner>,
+    token: String,
+}
+
+impl TokenPermit {
+    /// Counts a connection for `token`, or None when it already holds
+    /// `max_connections_per_token`.
+    fn acquire(inner: &Arc<Inner>, token: &str) -> Option<TokenPermit> {
+        let mut per_token = inner.per_token.lock().unwrap_or_else(|p| p.into_inner());
+        let open = per_token.entry(token.to_string()).or_insert(0);
+        if *open >= inner.config.max_connections_per_token {
+            return None;
+        }
+        *open += 1;
+        Some(TokenPermit {
+            inner: inner.clone(),
+            token: token.to_string(),
+        })
+    }
+}
+
+impl Drop for TokenPermit {
+    fn drop(&mut self) {
+        let mut per_token = self
+            .inner
+            .per_token
+            .lock()
+            .unwrap_or_else(|p| p.into_inner());
+        if let Some(open) = per_token.get_mut(&self.token) {
+            *open = open.saturating_sub(1);
+            if *open == 0 {
+                per_token.remove(&self.token);
+            }
+        }
+    }
 }
 
 /// No `Origin` (not a browser) or an allowed one; any when the list is empty.
@@ -112,7 +191,7 @@ async fn run(socket: WebSocket, inner: Arc<Inner>, claims: Claims) {
     let (mut sink, mut stream) = socket.split();
     let mut subscriptions = HashSet::new();
     tokio::join!(
-        write_loop(&mut sink, &mut queue, &link, heartbeat),
+        write_loop(&mut sink, &mut queue, &inner, &link, heartbeat),
         read_loop(
             &mut stream,
             &inner,
@@ -140,10 +219,13 @@ async fn run(socket: WebSocket, inner: Arc<Inner>, claims: Claims) {
 }
 
 /// Drains the queue into the socket, pings, and sends the close frame.
+/// Once the queue has drained enough, asks the hub for the positions it
+/// held back while the client was behind.
 async fn write_loop(
     sink: &mut SplitSink<WebSocket, Message>,
     queue: &mut mpsc::Receiver<Utf8Bytes>,
-    link: &ClientLink,
+    inner: &Inner,
+    link: &Arc<ClientLink>,
     heartbeat: Heartbeat,
 ) {
     let mut ping = tokio::time::interval_at(
@@ -163,14 +245,29 @@ async fn write_loop(
         };
         // A socket the client does not read blocks here; the close token
         // still wins, and tungstenite keeps the half-sent frame buffered so
-        // the close frame follows it intact.
+        // the close frame follows it intact. Frames already queued go out
+        // with this one in a single write: a client that fell behind
+        // catches up with fewer system calls.
+        let send_batch = async {
+            sink.feed(message).await?;
+            for _ in 1..WRITE_BATCH {
+                match queue.try_recv() {
+                    Ok(frame) => sink.feed(Message::Text(frame)).await?,
+                    Err(_) => break,
+                }
+            }
+            sink.flush().await
+        };
         tokio::select! {
             biased;
             _ = link.closing().cancelled() => break,
-            sent = sink.send(message) => if sent.is_err() {
+            sent = send_batch => if sent.is_err() {
                 link.close(None);
                 break;
             },
+        }
+        if link.wants_flush() {
+            inner.hub.flush_held(link);
         }
     }
     if let Some(reason) = link.close_reason() {
@@ -235,12 +332,12 @@ async fn read_loop(
                     break;
                 }
                 if !budget.take() {
-                    link.push(error_frame(
-                        "rate_limited",
-                        None,
-                        "too many messages, slow down",
-                    ));
-                    continue;
+                    // A screen sends a few subscriptions and a ping now and
+                    // then; a client past the budget is broken or hostile,
+                    // and answering each message would only feed it.
+                    tracing::info!(conn = link.id, "websocket closed: inbound rate limit");
+                    link.close(Some(CLOSE_RATE_LIMITED));
+                    break;
                 }
                 handle_text(text.as_str(), inner, link, claims, subscriptions);
             }

@@ -351,6 +351,167 @@ async fn a_client_that_never_reads_is_disconnected_while_a_fast_client_gets_ever
 }
 
 #[tokio::test]
+async fn a_screen_that_reconnects_with_since_gets_exactly_what_it_missed() {
+    let srv = start(|_| {}).await;
+    let ioc = token(Role::Ioc, None);
+    let mut ws = connect(srv.addr, &ioc).await;
+    send(&mut ws, json!({"op": "subscribe", "channel": "city"})).await;
+    assert_eq!(recv(&mut ws).await["seq"], 0);
+    for seq in 1..=5 {
+        srv.gw
+            .publish(opened(seq, &format!("i{seq}"), "hai_chau", None));
+    }
+    let mut last = 0;
+    for _ in 1..=5 {
+        last = recv(&mut ws).await["seq"].as_u64().unwrap();
+    }
+    drop(ws); // the screen loses its network
+    for seq in 6..=40 {
+        if seq % 3 == 0 {
+            srv.gw.publish(unit_updated(seq, "u1", "son_tra")); // not on city
+        } else {
+            srv.gw
+                .publish(alert_raised(seq, &format!("a{seq}"), "son_tra", None));
+        }
+    }
+    let mut ws = connect(srv.addr, &ioc).await;
+    send(
+        &mut ws,
+        json!({"op": "subscribe", "channel": "city", "since": last}),
+    )
+    .await;
+    let mut prev = last;
+    let want: Vec<u64> = (6..=40).filter(|s| s % 3 != 0).collect();
+    for seq in want {
+        let f = recv(&mut ws).await;
+        assert_eq!(f["op"], "event", "replay, not a snapshot");
+        assert_eq!(
+            (f["seq"].as_u64(), f["prev_seq"].as_u64()),
+            (Some(seq), Some(prev))
+        );
+        prev = seq;
+    }
+    srv.gw.publish(opened(41, "i41", "hai_chau", None));
+    let f = recv(&mut ws).await;
+    assert_eq!(
+        (f["seq"].as_u64(), f["prev_seq"].as_u64()),
+        (Some(41), Some(40))
+    );
+    assert_quiet(&mut ws).await;
+}
+
+/// A screen that stops reading while units move: its positions are
+/// coalesced (latest per unit) instead of closing it, a fast client on the
+/// same channel gets every frame in order, and once the slow screen reads
+/// again it gets an exact `prev_seq` chain ending with every unit's latest
+/// position.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_screen_behind_on_positions_gets_them_coalesced_instead_of_closed() {
+    const EVENTS: u64 = 3000;
+    const UNITS: u64 = 10;
+    let srv = start(|c| c.client_queue = 64).await;
+    let ioc = token(Role::Ioc, None);
+
+    let mut slow = connect(srv.addr, &ioc).await;
+    send(&mut slow, json!({"op": "subscribe", "channel": "units"})).await;
+    assert_eq!(recv(&mut slow).await["op"], "snapshot");
+    let mut fast = connect(srv.addr, &ioc).await;
+    send(&mut fast, json!({"op": "subscribe", "channel": "units"})).await;
+    assert_eq!(recv(&mut fast).await["op"], "snapshot");
+
+    let (progress_tx, mut progress) = tokio::sync::watch::channel(0u64);
+    let reader = tokio::spawn(async move {
+        for expected in 1..=EVENTS {
+            let f = recv(&mut fast).await;
+            assert_eq!(
+                f["seq"].as_u64(),
+                Some(expected),
+                "fast client lost a frame"
+            );
+            assert_eq!(f["prev_seq"].as_u64(), Some(expected - 1));
+            progress_tx.send_replace(expected);
+        }
+    });
+    // 16 KiB unit ids make every position frame big, so the slow client's
+    // socket buffers and queue fill within a few hundred events.
+    let pad = "x".repeat(16 * 1024);
+    let unit_id = |seq: u64| format!("u{}-{pad}", seq % UNITS);
+    for seq in 1..=EVENTS {
+        srv.gw.publish(unit_updated(seq, &unit_id(seq), "hai_chau"));
+        while seq - *progress.borrow() > 32 {
+            progress.changed().await.unwrap();
+        }
+    }
+    reader.await.unwrap();
+
+    // Now the slow screen reads: still open, exact chain, every unit's
+    // latest position last, and fewer frames than events.
+    let mut prev = 0;
+    let mut frames = 0u64;
+    let mut latest = std::collections::HashMap::new();
+    while prev < EVENTS {
+        let f = recv(&mut slow).await;
+        assert_eq!(f["op"], "event", "{}", f["op"]);
+        assert_eq!(f["prev_seq"].as_u64(), Some(prev), "gap in the chain");
+        prev = f["seq"].as_u64().unwrap();
+        let unit = f["event"]["data"]["unit_id"].as_str().unwrap().to_string();
+        latest.insert(unit, prev);
+        frames += 1;
+    }
+    let want: std::collections::HashMap<String, u64> = (EVENTS - UNITS + 1..=EVENTS)
+        .map(|seq| (unit_id(seq), seq))
+        .collect();
+    assert_eq!(latest, want, "every unit's latest position arrives");
+    assert!(frames < EVENTS, "nothing was coalesced ({frames} frames)");
+    send(&mut slow, json!({"op": "ping"})).await;
+    assert_eq!(recv(&mut slow).await["op"], "pong");
+}
+
+#[tokio::test]
+async fn a_token_holds_at_most_max_connections_per_token() {
+    let srv = start(|c| c.max_connections_per_token = 2).await;
+    let shared = token(Role::Ioc, None);
+    let first = connect(srv.addr, &shared).await;
+    let _second = connect(srv.addr, &shared).await;
+    assert_eq!(
+        try_connect(srv.addr, Some(&shared), None).await.err(),
+        Some(429)
+    );
+    // Another token of the same operator is counted on its own.
+    let other = ioc_gateway::auth::mint_token(SECRET, "tester", Role::Ioc, None, 7200).unwrap();
+    assert!(try_connect(srv.addr, Some(&other), None).await.is_ok());
+    // A closed connection gives its place back.
+    drop(first);
+    let mut reconnected = None;
+    for _ in 0..100 {
+        match try_connect(srv.addr, Some(&shared), None).await {
+            Ok(ws) => {
+                reconnected = Some(ws);
+                break;
+            }
+            Err(status) => {
+                assert_eq!(status, 429);
+                tokio::time::sleep(Duration::from_millis(20)).await;
+            }
+        }
+    }
+    assert!(reconnected.is_some(), "the place was never given back");
+}
+
+#[tokio::test]
+async fn a_client_flooding_messages_is_closed_with_1008() {
+    let srv = start(|_| {}).await;
+    let mut ws = connect(srv.addr, &token(Role::Ioc, None)).await;
+    for _ in 0..100 {
+        if ws.send(Message::text(r#"{"op":"ping"}"#)).await.is_err() {
+            break;
+        }
+    }
+    let (code, reason) = recv_close(&mut ws).await;
+    assert_eq!((code, reason.as_str()), (1008, "rate limit exceeded"));
+}
+
+#[tokio::test]
 async fn an_oversized_message_closes_with_1009() {
     let srv = start(|c| c.max_frame_bytes = 1024).await;
     let mut ws = connect(srv.addr, &token(Role::Ioc, None)).await;
