@@ -6,5 +6,6 @@
 set -euo pipefail
 cd "$(dirname "$0")/.."
 bash scripts/setup.sh
+node dashboards/build.mjs
 cargo build --release --locked -p ioc
 exec ./target/release/ioc demo "$@"

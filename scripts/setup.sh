@@ -1,14 +1,19 @@
 #!/usr/bin/env bash
 # Installs what the project needs on a fresh Debian machine with Rust:
 # C build tools for librdkafka (built from source by rdkafka-sys), rustfmt
-# and clippy, cargo-nextest, and kcat for poking the broker by hand.
+# and clippy, cargo-nextest, kcat (poking the broker by hand, and the
+# browser tests' producer), Node.js/npm if missing, Debian's chromium for the
+# browser tests, and the screens' pinned npm packages (npm ci).
 # Idempotent: skips what is already there.
 set -euo pipefail
 
 need_apt=()
-for pkg in build-essential pkg-config python3 zlib1g-dev kcat curl ca-certificates; do
+for pkg in build-essential pkg-config python3 zlib1g-dev kcat curl ca-certificates chromium; do
   dpkg -s "$pkg" >/dev/null 2>&1 || need_apt+=("$pkg")
 done
+# Node.js and npm from Debian only when none is installed (any node >= 18 will do).
+command -v node >/dev/null 2>&1 || need_apt+=(nodejs)
+command -v npm >/dev/null 2>&1 || need_apt+=(npm)
 if [ "${#need_apt[@]}" -gt 0 ]; then
   if command -v apt-get >/dev/null 2>&1; then
     SUDO=""
@@ -29,4 +34,13 @@ fi
 if ! cargo nextest --version >/dev/null 2>&1; then
   echo "setup: installing cargo-nextest"
   cargo install --locked cargo-nextest
+fi
+
+# The screens' npm packages, exactly as pinned in the lockfile; skipped when
+# node_modules already matches it.
+lock=dashboards/package-lock.json
+stamp=dashboards/node_modules/.package-lock.json
+if [ -f "$lock" ] && { [ ! -f "$stamp" ] || [ "$lock" -nt "$stamp" ]; }; then
+  echo "setup: npm ci in dashboards/"
+  (cd dashboards && npm ci --no-audit --no-fund --loglevel=error)
 fi
