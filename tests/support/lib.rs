@@ -37,7 +37,7 @@ pub fn test_config(brokers: &str) -> Config {
     c.kafka.brokers = brokers.to_string();
     c.gateway.bind = "127.0.0.1:0".parse().expect("static addr");
     c.zones_path = repo_root().join("data/danang/districts.geojson");
-    c.gateway.dashboards_dir = repo_root().join("dashboards");
+    c.gateway.dashboards_dir = repo_root().join("dashboards/dist");
     c.gateway.jwt_secret = Some(SECRET.to_string());
     c
 }
@@ -206,5 +206,121 @@ where
             return Err(anyhow!("timed out waiting for {what}"));
         }
         tokio::time::sleep(Duration::from_millis(50)).await;
+    }
+}
+
+/// The `ioc` binary of this build, built on first use (tests of another
+/// package cannot ask cargo for it directly).
+pub fn ioc_binary() -> anyhow::Result<PathBuf> {
+    static BUILT: std::sync::OnceLock<Result<PathBuf, String>> = std::sync::OnceLock::new();
+    BUILT
+        .get_or_init(|| {
+            let exe = std::env::current_exe().map_err(|e| e.to_string())?;
+            // target/<profile>/deps/<test> → target/<profile>/ioc
+            let dir = exe
+                .parent()
+                .and_then(|p| p.parent())
+                .ok_or("unexpected test binary location")?;
+            let bin = dir.join("ioc");
+            let profile_release = dir.ends_with("release");
+            let mut cmd = std::process::Command::new(option_env!("CARGO").unwrap_or("cargo"));
+            cmd.args(["build", "-p", "ioc", "--bin", "ioc"])
+                .current_dir(repo_root());
+            if profile_release {
+                cmd.arg("--release");
+            }
+            let status = cmd.status().map_err(|e| format!("cargo build: {e}"))?;
+            if !status.success() || !bin.exists() {
+                return Err(format!("cannot build {}", bin.display()));
+            }
+            Ok(bin)
+        })
+        .clone()
+        .map_err(|e| anyhow!(e))
+}
+
+/// A free loopback port (bound and released: good enough for tests).
+pub fn free_port() -> anyhow::Result<u16> {
+    Ok(std::net::TcpListener::bind("127.0.0.1:0")?
+        .local_addr()?
+        .port())
+}
+
+/// `ioc serve` as a child process: what an operator runs, killable.
+pub struct ServeProcess {
+    pub child: std::process::Child,
+    pub addr: std::net::SocketAddr,
+}
+
+impl ServeProcess {
+    /// Starts `ioc serve` against `brokers` with extra config TOML.
+    pub fn spawn(brokers: &str, extra_toml: &str) -> anyhow::Result<Self> {
+        let port = free_port()?;
+        let addr: std::net::SocketAddr = format!("127.0.0.1:{port}").parse()?;
+        let dir = std::env::temp_dir().join(format!("ioc-test-{}-{port}", std::process::id()));
+        std::fs::create_dir_all(&dir)?;
+        let config = dir.join("ioc.toml");
+        std::fs::write(&config, extra_toml)?;
+        let child = std::process::Command::new(ioc_binary()?)
+            .args(["--config"])
+            .arg(&config)
+            .args(["serve", "--brokers", brokers, "--bind", &addr.to_string()])
+            .env("IOC_JWT_SECRET", SECRET)
+            .env(
+                "IOC_ZONES_PATH",
+                repo_root().join("data/danang/districts.geojson"),
+            )
+            .env("IOC_DASHBOARDS_DIR", repo_root().join("dashboards/dist"))
+            .env("RUST_LOG", "warn")
+            .stdout(std::process::Stdio::null())
+            .spawn()
+            .context("spawn ioc serve")?;
+        Ok(Self { child, addr })
+    }
+
+    /// SIGKILL: no shutdown code runs.
+    pub fn kill9(mut self) -> anyhow::Result<()> {
+        self.child.kill()?;
+        self.child.wait()?;
+        Ok(())
+    }
+
+    /// SIGTERM and wait; returns the exit status.
+    pub fn terminate(mut self, timeout: Duration) -> anyhow::Result<std::process::ExitStatus> {
+        let pid = self.child.id().to_string();
+        std::process::Command::new("kill")
+            .args(["-TERM", &pid])
+            .status()?;
+        let deadline = std::time::Instant::now() + timeout;
+        loop {
+            if let Some(status) = self.child.try_wait()? {
+                return Ok(status);
+            }
+            if std::time::Instant::now() > deadline {
+                let _ = self.child.kill();
+                return Err(anyhow!("no exit within {timeout:?} of SIGTERM"));
+            }
+            std::thread::sleep(Duration::from_millis(50));
+        }
+    }
+
+    /// Waits until `/readyz` answers 200.
+    pub async fn wait_ready(&self, timeout: Duration) -> anyhow::Result<Duration> {
+        let started = std::time::Instant::now();
+        let http = reqwest::Client::new();
+        let url = format!("http://{}/readyz", self.addr);
+        eventually(timeout, "readyz", || async {
+            let r = http.get(&url).send().await.ok()?;
+            r.status().is_success().then_some(())
+        })
+        .await?;
+        Ok(started.elapsed())
+    }
+}
+
+impl Drop for ServeProcess {
+    fn drop(&mut self) {
+        let _ = self.child.kill();
+        let _ = self.child.wait();
     }
 }

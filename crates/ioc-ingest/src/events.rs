@@ -11,7 +11,7 @@ use std::time::Duration;
 
 use ioc_model::OutputEvent;
 use rdkafka::consumer::{BaseConsumer, Consumer, StreamConsumer};
-use rdkafka::message::Message;
+use rdkafka::message::{Headers, Message};
 use rdkafka::{Offset, TopicPartitionList};
 use tokio_util::sync::CancellationToken;
 
@@ -38,17 +38,65 @@ fn reader_config(kafka: &KafkaSettings) -> rdkafka::ClientConfig {
     c
 }
 
+/// Header naming the input an output event came from (its dedupe key, or
+/// `topic:partition:offset`, or `tick`).
+pub const CAUSE_HEADER: &str = "ioc-cause";
+/// Header on the last event of one input's outputs.
+pub const BATCH_END_HEADER: &str = "ioc-batch-end";
+
+/// The output log as recovery needs it.
+#[derive(Debug, Default)]
+pub struct RecoveredLog {
+    /// Events of complete batches, each seq once, in order.
+    pub events: Vec<OutputEvent>,
+    /// Causes of those events: inputs whose effects are all in the log.
+    pub causes: Vec<String>,
+    /// Events after the last complete batch (a crash cut the batch short);
+    /// the input will be redelivered and re-emit them with the same seqs.
+    pub dropped_tail: usize,
+    /// Events whose seq had already been seen (a re-emitted batch).
+    pub duplicates: usize,
+}
+
+impl RecoveredLog {
+    /// Builds the recovery view from the log in offset order: (event,
+    /// cause header, batch-end header).
+    pub fn from_records(records: Vec<(OutputEvent, Option<String>, bool)>) -> Self {
+        let mut out = RecoveredLog::default();
+        // A log written without batch markers (older versions) is complete.
+        let any_marker = records.iter().any(|r| r.2);
+        let complete = if any_marker {
+            records.iter().rposition(|r| r.2).map_or(0, |i| i + 1)
+        } else {
+            records.len()
+        };
+        out.dropped_tail = records.len() - complete;
+        let mut last_seq = 0;
+        for (ev, cause, _) in records.into_iter().take(complete) {
+            if ev.seq <= last_seq {
+                out.duplicates += 1;
+                continue;
+            }
+            last_seq = ev.seq;
+            if let Some(c) = cause {
+                if out.causes.last() != Some(&c) {
+                    out.causes.push(c);
+                }
+            }
+            out.events.push(ev);
+        }
+        out
+    }
+}
+
 /// Reads the whole output log (partition 0) as it is now. Blocking: call it
 /// from `spawn_blocking` or before the runtime is busy.
-pub fn read_all_events(
-    kafka: &KafkaSettings,
-    topic: &str,
-) -> Result<Vec<OutputEvent>, IngestError> {
+pub fn read_all_events(kafka: &KafkaSettings, topic: &str) -> Result<RecoveredLog, IngestError> {
     let consumer: BaseConsumer = reader_config(kafka).create()?;
     let (low, high) = consumer.fetch_watermarks(topic, 0, Duration::from_secs(30))?;
-    let mut events = Vec::with_capacity(usize::try_from(high - low).unwrap_or(0));
+    let mut records = Vec::with_capacity(usize::try_from(high - low).unwrap_or(0));
     if high <= low {
-        return Ok(events);
+        return Ok(RecoveredLog::default());
     }
     let mut tpl = TopicPartitionList::new();
     tpl.add_partition_offset(topic, 0, Offset::Offset(low))?;
@@ -62,9 +110,25 @@ pub fn read_all_events(
         let offset = msg.offset();
         let ev: OutputEvent = serde_json::from_slice(msg.payload().unwrap_or_default())
             .map_err(|e| IngestError::CorruptLog(format!("{topic} offset {offset}: {e}")))?;
-        events.push(ev);
+        let mut cause = None;
+        let mut batch_end = false;
+        if let Some(headers) = msg.headers() {
+            for h in headers.iter() {
+                match h.key {
+                    CAUSE_HEADER => {
+                        cause = h
+                            .value
+                            .and_then(|v| std::str::from_utf8(v).ok())
+                            .map(str::to_string)
+                    }
+                    BATCH_END_HEADER => batch_end = true,
+                    _ => {}
+                }
+            }
+        }
+        records.push((ev, cause, batch_end));
         if offset + 1 >= high {
-            return Ok(events);
+            return Ok(RecoveredLog::from_records(records));
         }
     }
     Err(IngestError::CorruptLog(format!(
@@ -152,4 +216,71 @@ pub async fn run_events_reader(
     }
     watch.abort();
     Ok(())
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use ioc_model::{EventBody, Timestamp, UnitKind, UnitStatus, UnitView};
+
+    fn ev(seq: u64) -> OutputEvent {
+        OutputEvent {
+            seq,
+            ts: Timestamp::from_unix_millis(0),
+            district: None,
+            body: EventBody::UnitUpdated(UnitView {
+                unit_id: format!("u{seq}"),
+                kind: UnitKind::Police,
+                status: UnitStatus::Available,
+                position: None,
+                district: None,
+                station: None,
+                home_district: None,
+                incident_id: None,
+                speed_kmh: None,
+                heading_deg: None,
+                last_fix: None,
+            }),
+        }
+    }
+
+    fn c(s: &str) -> Option<String> {
+        Some(s.to_string())
+    }
+
+    #[test]
+    fn a_batch_cut_short_by_a_crash_is_left_for_redelivery() {
+        let log = RecoveredLog::from_records(vec![
+            (ev(1), c("call:a"), false),
+            (ev(2), c("call:a"), true),
+            (ev(3), c("call:b"), false), // crash before seq 4 was written
+        ]);
+        let seqs: Vec<u64> = log.events.iter().map(|e| e.seq).collect();
+        assert_eq!(seqs, vec![1, 2]);
+        assert_eq!(log.causes, vec!["call:a".to_string()]);
+        assert_eq!(log.dropped_tail, 1);
+    }
+
+    #[test]
+    fn a_re_emitted_batch_is_counted_once() {
+        let log = RecoveredLog::from_records(vec![
+            (ev(1), c("call:a"), true),
+            (ev(2), c("call:b"), false),
+            // restart: call:b redelivered, its batch re-emitted whole
+            (ev(2), c("call:b"), false),
+            (ev(3), c("call:b"), true),
+        ]);
+        let seqs: Vec<u64> = log.events.iter().map(|e| e.seq).collect();
+        assert_eq!(seqs, vec![1, 2, 3]);
+        assert_eq!(log.duplicates, 1);
+        assert_eq!(log.causes, vec!["call:a".to_string(), "call:b".to_string()]);
+        assert_eq!(log.dropped_tail, 0);
+    }
+
+    #[test]
+    fn a_log_without_markers_is_complete() {
+        let log = RecoveredLog::from_records(vec![(ev(1), None, false), (ev(2), None, false)]);
+        assert_eq!(log.events.len(), 2);
+        assert_eq!(log.dropped_tail, 0);
+    }
 }

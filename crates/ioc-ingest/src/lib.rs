@@ -14,7 +14,10 @@ mod processor;
 mod settings;
 
 pub use crate::embedded::EmbeddedBroker;
-pub use crate::events::{read_all_events, run_events_reader, EventsReaderHooks};
+pub use crate::events::{
+    read_all_events, run_events_reader, EventsReaderHooks, RecoveredLog, BATCH_END_HEADER,
+    CAUSE_HEADER,
+};
 
 pub use crate::processor::{run_processor, ProcessorConfig, ProcessorStatus};
 pub use crate::settings::KafkaSettings;

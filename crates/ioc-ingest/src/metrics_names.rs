@@ -24,3 +24,5 @@ pub const OFFSETS_STORED: &str = "ioc_ingest_offsets_stored_total";
 pub const EVENTS_READ: &str = "ioc_events_read_total";
 /// 1 while the broker is unreachable from the events reader.
 pub const BROKER_STALE: &str = "ioc_broker_stale";
+/// Messages not yet consumed by the processor, summed over its assignment.
+pub const CONSUMER_LAG: &str = "ioc_consumer_lag";

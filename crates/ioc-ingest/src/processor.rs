@@ -21,8 +21,10 @@ use base64::Engine as _;
 use ioc_engine::Engine;
 use ioc_model::{decode_input, DeadLetter, OutputEvent, Timestamp, Topics};
 use rdkafka::consumer::{CommitMode, Consumer, StreamConsumer};
-use rdkafka::message::Message;
+use rdkafka::error::KafkaError;
+use rdkafka::message::{Header, Message, OwnedHeaders};
 use rdkafka::producer::{DeliveryFuture, FutureProducer, FutureRecord, Producer};
+use rdkafka::types::RDKafkaErrorCode;
 use rdkafka::util::Timeout;
 use tokio::sync::mpsc;
 use tokio_util::sync::CancellationToken;
@@ -43,6 +45,9 @@ pub struct ProcessorConfig {
     /// How often the engine's clock is advanced from the wall clock, so
     /// deadlines fire when no input flows.
     pub tick_interval: Duration,
+    /// Consumer group session timeout: how long a crashed processor holds
+    /// its partitions before the group hands them to another.
+    pub session_timeout_ms: u64,
 }
 
 impl ProcessorConfig {
@@ -54,6 +59,7 @@ impl ProcessorConfig {
             group_id: "ioc-processor".into(),
             max_in_flight: 4096,
             tick_interval: Duration::from_secs(1),
+            session_timeout_ms: 10_000,
         }
     }
 }
@@ -69,11 +75,80 @@ pub struct ProcessorStatus {
     pub handled: AtomicU64,
     /// Inputs dead-lettered.
     pub dead_lettered: AtomicU64,
+    /// True once, after an assignment, the consumer's position reached the
+    /// end of every assigned partition (lag 0): the picture is current.
+    pub caught_up: AtomicBool,
+    /// Messages between the consumer's position and the partitions' ends,
+    /// summed over the assignment, at the last check.
+    pub lag: AtomicU64,
+}
+
+/// Every second: the consumer's lag over its assignment, as a metric and
+/// as the processor's "caught up" readiness.
+fn spawn_lag_watch(
+    consumer: Arc<StreamConsumer>,
+    status: Arc<ProcessorStatus>,
+    shutdown: CancellationToken,
+) -> tokio::task::JoinHandle<()> {
+    tokio::spawn(async move {
+        loop {
+            tokio::select! {
+                _ = shutdown.cancelled() => return,
+                _ = tokio::time::sleep(Duration::from_secs(1)) => {}
+            }
+            let c = Arc::clone(&consumer);
+            let measured = tokio::task::spawn_blocking(move || -> Option<(i64, usize)> {
+                let positions = c.position().ok()?;
+                // A partition nothing has been consumed from since the
+                // assignment has no position yet: it starts at the group's
+                // committed offset, or at the beginning when there is none.
+                let committed = c
+                    .committed_offsets(positions.clone(), Duration::from_secs(1))
+                    .ok()?;
+                let mut lag = 0i64;
+                for p in positions.elements() {
+                    let (low, high) = c
+                        .fetch_watermarks(p.topic(), p.partition(), Duration::from_secs(1))
+                        .ok()?;
+                    let at = match p.offset() {
+                        rdkafka::Offset::Offset(o) => o,
+                        _ => match committed
+                            .find_partition(p.topic(), p.partition())
+                            .map(|e| e.offset())
+                        {
+                            Some(rdkafka::Offset::Offset(o)) => o,
+                            _ => low,
+                        },
+                    };
+                    lag += (high - at).max(0);
+                }
+                Some((lag, positions.count()))
+            })
+            .await
+            .ok()
+            .flatten();
+            if let Some((lag, partitions)) = measured {
+                metrics::gauge!(metric::CONSUMER_LAG).set(lag as f64);
+                status.lag.store(lag.max(0) as u64, Ordering::Relaxed);
+                if partitions > 0 && lag == 0 && !status.caught_up.swap(true, Ordering::Relaxed) {
+                    tracing::info!(partitions, "processor caught up with its inputs");
+                }
+            }
+        }
+    })
+}
+
+/// One output on its way to the broker.
+enum Delivery {
+    /// Enqueued; resolves when the broker acknowledges or gives up.
+    InFlight(DeliveryFuture),
+    /// Refused before it left (e.g. larger than the producer allows).
+    Refused(String),
 }
 
 /// Outputs of one input, awaiting acknowledgement.
 struct Pending {
-    deliveries: Vec<(String, DeliveryFuture)>,
+    deliveries: Vec<(String, Delivery)>,
     /// Offset to store once delivered (`None` for clock ticks).
     offset: Option<(String, i32, i64)>,
 }
@@ -95,8 +170,11 @@ pub async fn run_processor(
             .set("auto.commit.interval.ms", "1000")
             .set("enable.auto.offset.store", "false")
             .set("auto.offset.reset", "earliest")
-            .set("session.timeout.ms", "10000")
-            .set("heartbeat.interval.ms", "1000")
+            .set("session.timeout.ms", config.session_timeout_ms.to_string())
+            .set(
+                "heartbeat.interval.ms",
+                (config.session_timeout_ms / 5).max(100).to_string(),
+            )
             .create()?,
     );
     let producer: FutureProducer = config.kafka.producer_config().create()?;
@@ -114,6 +192,7 @@ pub async fn run_processor(
         failed.clone(),
     ));
 
+    let lag_watch = spawn_lag_watch(Arc::clone(&consumer), Arc::clone(&status), shutdown.clone());
     let mut tick = tokio::time::interval(config.tick_interval);
     tick.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
     let mut last_input: Option<(Timestamp, Instant)> = None;
@@ -135,7 +214,7 @@ pub async fn run_processor(
                 };
                 let events = engine.tick(now);
                 if !events.is_empty() {
-                    let deliveries = produce_events(&producer, &config.topics, &events).await;
+                    let deliveries = produce_events(&producer, &config.topics, &events, "tick").await;
                     status.last_seq.store(engine.last_seq(), Ordering::Relaxed);
                     if tx.send(Pending { deliveries, offset: None }).await.is_err() {
                         break Ok(());
@@ -157,11 +236,15 @@ pub async fn run_processor(
                 let key = msg.key().and_then(|k| std::str::from_utf8(k).ok()).map(str::to_string);
                 let kind = config.topics.kind_of(&topic);
                 let label = kind.map(|k| k.label()).unwrap_or("unknown");
+                let mut cause = format!("{topic}:{partition}:{offset}");
                 let outcome = match kind {
                     None => Err(format!("unknown topic {topic:?}")),
                     Some(kind) => match decode_input(kind, payload, Timestamp::now()) {
                         Err(e) => Err(e.to_string()),
                         Ok(input) => {
+                            if let Some(key) = Engine::dedupe_key(&input) {
+                                cause = key;
+                            }
                             let started = Instant::now();
                             if last_input.is_none_or(|(ts, _)| input.ts() >= ts) {
                                 last_input = Some((input.ts(), started));
@@ -182,7 +265,7 @@ pub async fn run_processor(
                         if events.iter().any(|e| matches!(e.body, ioc_model::EventBody::DispatchRecommended(_))) {
                             metrics::counter!(metric::RECOMMENDATIONS).increment(1);
                         }
-                        produce_events(&producer, &config.topics, &events).await
+                        produce_events(&producer, &config.topics, &events, &cause).await
                     }
                     Err(reason) => {
                         metrics::counter!(metric::INGEST_MESSAGES, "topic" => label, "outcome" => "dlq").increment(1);
@@ -190,7 +273,10 @@ pub async fn run_processor(
                         status.dead_lettered.fetch_add(1, Ordering::Relaxed);
                         tracing::info!(topic = %topic, partition, offset, reason = %reason, "dead-lettered");
                         let letter = DeadLetter {
-                            original_base64: base64::engine::general_purpose::STANDARD.encode(payload),
+                            original_base64: base64::engine::general_purpose::STANDARD
+                                .encode(&payload[..payload.len().min(DeadLetter::MAX_ORIGINAL_BYTES)]),
+                            original_size: payload.len() as u64,
+                            original_truncated: payload.len() > DeadLetter::MAX_ORIGINAL_BYTES,
                             key: key.clone(),
                             topic: topic.clone(),
                             partition,
@@ -213,6 +299,7 @@ pub async fn run_processor(
     };
 
     // Drain: every in-flight output acknowledged and its offset stored.
+    lag_watch.abort();
     drop(tx);
     let drained = finalizer.await.unwrap_or(false);
     let _ = producer.flush(Timeout::After(Duration::from_secs(10)));
@@ -234,17 +321,40 @@ pub async fn run_processor(
     result
 }
 
+/// Produces the outputs of one input (or one clock tick) as a batch: every
+/// event carries the input's dedupe key in the `ioc-cause` header, and the
+/// last one carries `ioc-batch-end`. Recovery uses both: it ignores a batch
+/// cut short by a crash (the input is redelivered and re-emits it, with the
+/// same seqs), and remembers every cause as applied.
 async fn produce_events(
     producer: &FutureProducer,
     topics: &Topics,
     events: &[OutputEvent],
-) -> Vec<(String, DeliveryFuture)> {
+    cause: &str,
+) -> Vec<(String, Delivery)> {
     let mut out = Vec::with_capacity(events.len());
-    for ev in events {
+    for (i, ev) in events.iter().enumerate() {
         let bytes = serde_json::to_vec(ev).unwrap_or_default();
+        let mut headers = OwnedHeaders::new().insert(Header {
+            key: crate::events::CAUSE_HEADER,
+            value: Some(cause),
+        });
+        if i + 1 == events.len() {
+            headers = headers.insert(Header {
+                key: crate::events::BATCH_END_HEADER,
+                value: Some("1"),
+            });
+        }
         out.push((
             topics.events.clone(),
-            send(producer, &topics.events, ev.entity_id(), &bytes).await,
+            send_with(
+                producer,
+                &topics.events,
+                ev.entity_id(),
+                &bytes,
+                Some(headers),
+            )
+            .await,
         ));
     }
     metrics::counter!(metric::EVENTS_PRODUCED).increment(events.len() as u64);
@@ -252,16 +362,31 @@ async fn produce_events(
 }
 
 /// Enqueues one record, waiting (not dropping) while librdkafka's queue is
-/// full.
-async fn send(producer: &FutureProducer, topic: &str, key: &str, payload: &[u8]) -> DeliveryFuture {
+/// full. Any other refusal is returned as such: it counts as a failed
+/// delivery, so offsets stop there instead of the loop spinning on it.
+async fn send(producer: &FutureProducer, topic: &str, key: &str, payload: &[u8]) -> Delivery {
+    send_with(producer, topic, key, payload, None).await
+}
+
+async fn send_with(
+    producer: &FutureProducer,
+    topic: &str,
+    key: &str,
+    payload: &[u8],
+    headers: Option<OwnedHeaders>,
+) -> Delivery {
     loop {
-        let record = FutureRecord::to(topic).key(key).payload(payload);
+        let mut record = FutureRecord::to(topic).key(key).payload(payload);
+        if let Some(h) = &headers {
+            record = record.headers(h.clone());
+        }
         match producer.send_result(record) {
-            Ok(f) => return f,
-            Err((e, _)) => {
-                tracing::debug!(error = %e, "producer queue full, waiting");
+            Ok(f) => return Delivery::InFlight(f),
+            Err((KafkaError::MessageProduction(RDKafkaErrorCode::QueueFull), _)) => {
+                tracing::debug!("producer queue full, waiting");
                 tokio::time::sleep(Duration::from_millis(5)).await;
             }
+            Err((e, _)) => return Delivery::Refused(e.to_string()),
         }
     }
 }
@@ -276,14 +401,18 @@ async fn finalize(
 ) -> bool {
     while let Some(p) = rx.recv().await {
         for (topic, d) in p.deliveries {
-            let ok = match d.await {
-                Ok(Ok(_)) => true,
-                Ok(Err((e, _))) => {
+            let failure = match d {
+                Delivery::Refused(e) => Some(e),
+                Delivery::InFlight(f) => match f.await {
+                    Ok(Ok(_)) => None,
+                    Ok(Err((e, _))) => Some(e.to_string()),
+                    Err(_) => Some("delivery cancelled".to_string()),
+                },
+            };
+            let ok = match failure {
+                None => true,
+                Some(e) => {
                     tracing::error!(topic = %topic, error = %e, "delivery failed: offsets stop here");
-                    false
-                }
-                Err(_) => {
-                    tracing::error!(topic = %topic, "delivery cancelled: offsets stop here");
                     false
                 }
             };

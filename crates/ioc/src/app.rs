@@ -5,6 +5,7 @@
 //! events reader → close every websocket with a reason and stop HTTP.
 
 use std::net::SocketAddr;
+use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::Arc;
 use std::time::Duration;
 
@@ -89,23 +90,41 @@ impl CommandSink for KafkaCommandSink {
     }
 }
 
-/// Feeds the gateway from the output log.
-struct GatewayFeed(Gateway);
+/// Feeds the gateway from the output log and keeps its readiness: ready
+/// when the processor has caught up with its inputs, the gateway has caught
+/// up with the output log, and the broker is reachable.
+struct GatewayFeed {
+    gateway: Gateway,
+    processor: Arc<ProcessorStatus>,
+    reader_caught_up: AtomicBool,
+    broker_stale: AtomicBool,
+}
+
+impl GatewayFeed {
+    fn update_readiness(&self) {
+        let ready = self.reader_caught_up.load(Ordering::Relaxed)
+            && self.processor.caught_up.load(Ordering::Relaxed)
+            && !self.broker_stale.load(Ordering::Relaxed);
+        self.gateway.set_ready(ready);
+    }
+}
 
 impl EventsReaderHooks for GatewayFeed {
     fn on_event(&self, ev: OutputEvent) {
-        self.0.publish(ev);
+        self.gateway.publish(ev);
     }
     fn on_caught_up(&self) {
         tracing::info!(
-            seq = self.0.last_seq(),
+            seq = self.gateway.last_seq(),
             "gateway caught up with the output log"
         );
-        self.0.set_ready(true);
+        self.reader_caught_up.store(true, Ordering::Relaxed);
+        self.update_readiness();
     }
     fn on_broker_stale(&self, stale: bool) {
-        self.0.set_stale(stale);
-        self.0.set_ready(!stale);
+        self.broker_stale.store(stale, Ordering::Relaxed);
+        self.gateway.set_stale(stale);
+        self.update_readiness();
     }
 }
 
@@ -141,9 +160,21 @@ pub async fn start(config: &Config, opts: StartOptions) -> anyhow::Result<System
             .context("recovery task")?
             .context("cannot read the output log to recover state")?
     };
-    let engine = Engine::restore(config.engine.clone(), Arc::clone(&zones), &log);
+    let mut engine = Engine::restore(config.engine.clone(), Arc::clone(&zones), &log.events);
+    // Inputs deduplicated by id; positions and status reports (caused by
+    // `topic:partition:offset`) are deduplicated by their timestamps.
+    for cause in &log.causes {
+        if matches!(
+            cause.split_once(':'),
+            Some(("call" | "incident" | "command", _))
+        ) {
+            engine.mark_seen(cause);
+        }
+    }
     tracing::info!(
-        events = log.len(),
+        events = log.events.len(),
+        dropped_tail = log.dropped_tail,
+        duplicates = log.duplicates,
         last_seq = engine.last_seq(),
         incidents = engine.incidents().count(),
         units = engine.units().count(),
@@ -171,6 +202,7 @@ pub async fn start(config: &Config, opts: StartOptions) -> anyhow::Result<System
             history_len: gw.history_len,
             client_queue: gw.client_queue,
             max_frame_bytes: gw.max_frame_bytes,
+            max_connections_per_token: gw.max_connections_per_token,
         },
         zones.geojson().clone(),
         commands,
@@ -189,26 +221,46 @@ pub async fn start(config: &Config, opts: StartOptions) -> anyhow::Result<System
         })
     };
 
+    let status = Arc::new(ProcessorStatus::default());
     let reader_token = CancellationToken::new();
     let reader_task = {
-        let feed: Arc<dyn EventsReaderHooks> = Arc::new(GatewayFeed(gateway.clone()));
+        let feed = Arc::new(GatewayFeed {
+            gateway: gateway.clone(),
+            processor: Arc::clone(&status),
+            reader_caught_up: AtomicBool::new(false),
+            broker_stale: AtomicBool::new(false),
+        });
+        // The processor's catching up is polled: it has no hook of its own.
+        let poll = {
+            let (feed, token) = (Arc::clone(&feed), reader_token.clone());
+            async move {
+                loop {
+                    tokio::select! {
+                        _ = token.cancelled() => return,
+                        _ = tokio::time::sleep(Duration::from_millis(250)) => feed.update_readiness(),
+                    }
+                }
+            }
+        };
+        let hooks: Arc<dyn EventsReaderHooks> = feed;
         let fut = run_events_reader(
             kafka.clone(),
             topics.events.clone(),
-            feed,
+            hooks,
             reader_token.clone(),
         );
         spawn_named("events-reader", fatal.clone(), async move {
-            fut.await.context("events reader")
+            let (result, ()) = tokio::join!(fut, poll);
+            result.context("events reader")
         })
     };
 
-    let status = Arc::new(ProcessorStatus::default());
     let processor_token = CancellationToken::new();
     let processor_task = {
         let mut pc = ProcessorConfig::new(kafka.clone(), topics.clone());
         pc.group_id.clone_from(&config.processor.group_id);
         pc.max_in_flight = config.processor.max_in_flight;
+        pc.session_timeout_ms = config.processor.session_timeout_ms;
         let fut = run_processor(pc, engine, Arc::clone(&status), processor_token.clone());
         spawn_named("processor", fatal.clone(), async move {
             fut.await.context("processor")

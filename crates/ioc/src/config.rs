@@ -66,6 +66,8 @@ pub struct GatewaySettings {
     pub history_len: usize,
     pub client_queue: usize,
     pub max_frame_bytes: usize,
+    /// Open websockets one token may hold; more are refused with 429.
+    pub max_connections_per_token: usize,
 }
 
 impl Default for GatewaySettings {
@@ -73,11 +75,12 @@ impl Default for GatewaySettings {
         Self {
             bind: SocketAddr::from(([127, 0, 0, 1], 8080)),
             jwt_secret: None,
-            dashboards_dir: PathBuf::from("dashboards"),
+            dashboards_dir: PathBuf::from("dashboards/dist"),
             allowed_origins: Vec::new(),
             history_len: 10_000,
             client_queue: 1024,
             max_frame_bytes: 16 * 1024,
+            max_connections_per_token: 8,
         }
     }
 }
@@ -88,6 +91,9 @@ impl Default for GatewaySettings {
 pub struct ProcessorSettings {
     pub group_id: String,
     pub max_in_flight: usize,
+    /// How long a crashed processor keeps its partitions before the group
+    /// moves them (librdkafka `session.timeout.ms`).
+    pub session_timeout_ms: u64,
 }
 
 impl Default for ProcessorSettings {
@@ -95,6 +101,7 @@ impl Default for ProcessorSettings {
         Self {
             group_id: "ioc-processor".into(),
             max_in_flight: 4096,
+            session_timeout_ms: 10_000,
         }
     }
 }
@@ -226,6 +233,9 @@ impl Config {
         if self.gateway.history_len == 0 || self.gateway.client_queue == 0 {
             bail!("gateway.history_len and gateway.client_queue must be positive");
         }
+        if self.gateway.max_connections_per_token == 0 {
+            bail!("gateway.max_connections_per_token must be positive, got 0");
+        }
         if !(self.simulator.speed.is_finite()
             && self.simulator.speed > 0.0
             && self.simulator.speed <= 3600.0)
@@ -233,6 +243,12 @@ impl Config {
             bail!(
                 "simulator.speed must be within (0, 3600], got {}",
                 self.simulator.speed
+            );
+        }
+        if !(1_000..=300_000).contains(&self.processor.session_timeout_ms) {
+            bail!(
+                "processor.session_timeout_ms must be within 1000..=300000, got {}",
+                self.processor.session_timeout_ms
             );
         }
         if self.processor.max_in_flight == 0 {
