@@ -15,6 +15,8 @@ echo "== cargo clippy"
 cargo clippy --workspace --all-targets --locked -- -D warnings
 echo "== cargo nextest"
 cargo nextest run --workspace --locked --no-fail-fast
+echo "== fuzz: every decoder, ${FUZZ_SECONDS:-15} s each"
+bash scripts/fuzz.sh
 echo "== dashboards: browser tests (chromium, against ioc demo --no-sim)"
 cargo build --locked -p ioc
 (cd dashboards && node --test --test-concurrency=1 test/)

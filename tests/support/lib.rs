@@ -52,9 +52,15 @@ pub struct TestSystem {
 impl TestSystem {
     /// Starts broker and system (no simulator).
     pub async fn start() -> anyhow::Result<Self> {
+        Self::start_with(|_| {}).await
+    }
+
+    /// Starts broker and system with a config adjusted by `tune`.
+    pub async fn start_with(tune: impl FnOnce(&mut Config)) -> anyhow::Result<Self> {
         let config_topics = ioc_model::Topics::default();
         let broker = EmbeddedBroker::start(&config_topics)?;
-        let config = test_config(&broker.bootstrap_servers());
+        let mut config = test_config(&broker.bootstrap_servers());
+        tune(&mut config);
         let system = app::start(
             &config,
             StartOptions {
@@ -323,4 +329,55 @@ impl Drop for ServeProcess {
         let _ = self.child.kill();
         let _ = self.child.wait();
     }
+}
+
+/// Offsets committed by a consumer group, per (topic, partition), for the
+/// partitions of `topics` (partition counts of the embedded broker).
+pub fn committed_offsets(
+    brokers: &str,
+    group: &str,
+    topics: &[(&str, i32)],
+) -> anyhow::Result<std::collections::BTreeMap<(String, i32), i64>> {
+    let c: BaseConsumer = ClientConfig::new()
+        .set("bootstrap.servers", brokers)
+        .set("group.id", group)
+        .set("enable.auto.commit", "false")
+        .create()?;
+    let mut tpl = TopicPartitionList::new();
+    for (t, n) in topics {
+        for p in 0..*n {
+            tpl.add_partition(t, p);
+        }
+    }
+    let got = c.committed_offsets(tpl, Duration::from_secs(10))?;
+    Ok(got
+        .elements()
+        .into_iter()
+        .map(|e| {
+            let o = match e.offset() {
+                Offset::Offset(o) => o,
+                _ => 0,
+            };
+            ((e.topic().to_string(), e.partition()), o)
+        })
+        .collect())
+}
+
+/// End offsets (high watermarks) of the same partitions.
+pub fn end_offsets(
+    brokers: &str,
+    topics: &[(&str, i32)],
+) -> anyhow::Result<std::collections::BTreeMap<(String, i32), i64>> {
+    let c: BaseConsumer = ClientConfig::new()
+        .set("bootstrap.servers", brokers)
+        .set("group.id", "test-watermarks")
+        .create()?;
+    let mut out = std::collections::BTreeMap::new();
+    for (t, n) in topics {
+        for p in 0..*n {
+            let (_, high) = c.fetch_watermarks(t, p, Duration::from_secs(10))?;
+            out.insert((t.to_string(), p), high);
+        }
+    }
+    Ok(out)
 }

@@ -489,6 +489,17 @@ mod tests {
         assert!(origin_allowed(&[], &h), "empty list allows any");
         h.insert(header::ORIGIN, "https://ioc.danang.gov.vn".parse().unwrap());
         assert!(origin_allowed(&allowed, &h));
+        // Exact match only: look-alikes that contain or extend the name fail.
+        for evil in [
+            "https://ioc.danang.gov.vn.evil.example",
+            "https://evil-ioc.danang.gov.vn",
+            "http://ioc.danang.gov.vn",
+            "https://ioc.danang.gov.vn:8443",
+            "https://IOC.danang.gov.vn.evil.example",
+        ] {
+            h.insert(header::ORIGIN, evil.parse().unwrap());
+            assert!(!origin_allowed(&allowed, &h), "{evil} must not pass");
+        }
     }
 
     #[test]

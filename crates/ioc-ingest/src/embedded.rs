@@ -6,6 +6,7 @@
 use ioc_model::Topics;
 use rdkafka::mocking::MockCluster;
 use rdkafka::producer::DefaultProducerContext;
+use rdkafka::types::RDKafkaRespErr;
 
 use crate::IngestError;
 
@@ -60,6 +61,24 @@ impl EmbeddedBroker {
     pub fn broker_down(&self) -> Result<(), IngestError> {
         self.cluster
             .broker_down(1)
+            .map_err(|e| IngestError::Embedded(e.to_string()))
+    }
+
+    /// Makes every request about `topic` fail (as if it were unavailable),
+    /// until [`EmbeddedBroker::heal_topic`].
+    pub fn fail_topic(&self, topic: &str) -> Result<(), IngestError> {
+        self.cluster
+            .topic_error(
+                topic,
+                RDKafkaRespErr::RD_KAFKA_RESP_ERR_LEADER_NOT_AVAILABLE,
+            )
+            .map_err(|e| IngestError::Embedded(e.to_string()))
+    }
+
+    /// Undoes [`EmbeddedBroker::fail_topic`].
+    pub fn heal_topic(&self, topic: &str) -> Result<(), IngestError> {
+        self.cluster
+            .topic_error(topic, RDKafkaRespErr::RD_KAFKA_RESP_ERR_NO_ERROR)
             .map_err(|e| IngestError::Embedded(e.to_string()))
     }
 

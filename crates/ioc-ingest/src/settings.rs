@@ -81,3 +81,27 @@ impl KafkaSettings {
         ])
     }
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn tls_and_sasl_properties_reach_every_client() {
+        let mut k = KafkaSettings::new("kafka-1:9093");
+        k.properties
+            .insert("security.protocol".into(), "SASL_SSL".into());
+        k.properties
+            .insert("sasl.mechanisms".into(), "SCRAM-SHA-512".into());
+        // An operator may also override one of our defaults.
+        k.properties.insert("fetch.wait.max.ms".into(), "50".into());
+        for c in [k.client_config(), k.producer_config(), k.consumer_config()] {
+            assert_eq!(c.get("bootstrap.servers"), Some("kafka-1:9093"));
+            assert_eq!(c.get("security.protocol"), Some("SASL_SSL"));
+            assert_eq!(c.get("sasl.mechanisms"), Some("SCRAM-SHA-512"));
+        }
+        assert_eq!(k.consumer_config().get("fetch.wait.max.ms"), Some("50"));
+        assert_eq!(k.producer_config().get("enable.idempotence"), Some("true"));
+        assert_eq!(k.producer_config().get("acks"), Some("all"));
+    }
+}

@@ -1,0 +1,260 @@
+//! Faults on the Kafka side and an orderly stop, driven from outside:
+//!
+//! * the broker goes away for 30 s: screens keep the last picture marked
+//!   stale, the system reconnects, catches up and loses nothing;
+//! * the dead-letter topic is unavailable: the processor stops committing
+//!   (and stops) rather than skip the bad message; once the topic is back a
+//!   restarted processor dead-letters it;
+//! * SIGTERM: in-flight work finished, offsets committed, websockets closed
+//!   with a reason, exit 0.
+
+use std::time::Duration;
+
+use anyhow::Context;
+use futures::StreamExt;
+use ioc_gateway::auth::Role;
+use ioc_integration_tests::{
+    committed_offsets, end_offsets, eventually, produce, producer, read_topic, token, ServeProcess,
+    TestSystem, WsClient,
+};
+use serde_json::{json, Value};
+
+fn now() -> String {
+    ioc_model::Timestamp::now().to_rfc3339()
+}
+
+fn call(id: &str, lat: f64, lon: f64) -> Vec<u8> {
+    json!({"call_id": id, "received_at": now(), "line": "115",
+        "location": {"lat": lat, "lon": lon}, "category": "medical"})
+    .to_string()
+    .into_bytes()
+}
+
+async fn incident_ids(http: &reqwest::Client, base: &str, token: &str) -> Option<Vec<String>> {
+    let v: Vec<Value> = http
+        .get(format!("{base}/api/incidents"))
+        .bearer_auth(token)
+        .send()
+        .await
+        .ok()?
+        .json()
+        .await
+        .ok()?;
+    Some(
+        v.iter()
+            .filter_map(|i| i["incident_id"].as_str().map(str::to_string))
+            .collect(),
+    )
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn broker_outage_marks_screens_stale_and_loses_nothing() -> anyhow::Result<()> {
+    let sys = TestSystem::start().await?;
+    let brokers = sys.broker.bootstrap_servers();
+    let topics = sys.config.topics.clone();
+    let p = producer(&brokers)?;
+    let http = reqwest::Client::new();
+    let t = token(Role::Ioc, None);
+    let base = sys.http();
+    let wait = Duration::from_secs(30);
+
+    produce(&p, &topics.calls, "before", &call("before", 16.05, 108.20)).await?;
+    eventually(wait, "the first incident", || async {
+        let ids = incident_ids(&http, &base, &t).await?;
+        ids.contains(&"inc-before".to_string()).then_some(())
+    })
+    .await?;
+    let mut ws = WsClient::connect(sys.system.addr, &t).await?;
+    ws.send(json!({"op": "subscribe", "channel": "city"}))
+        .await?;
+    ws.wait_for(wait, |f| f["op"] == "snapshot").await?;
+
+    // The broker goes away.
+    sys.broker.broker_down()?;
+    let stale = ws
+        .wait_for(wait, |f| f["op"] == "status")
+        .await
+        .context("no stale status frame")?;
+    assert_eq!(stale["stale"], true);
+    let ready = http.get(format!("{base}/readyz")).send().await?.status();
+    assert_eq!(ready.as_u16(), 503, "not ready while the broker is away");
+    // The last picture is still served.
+    let ids = incident_ids(&http, &base, &t)
+        .await
+        .context("picture served")?;
+    assert!(ids.contains(&"inc-before".to_string()));
+
+    // An input produced during the outage waits in the producer.
+    let pending = {
+        let (p, topic) = (p.clone(), topics.calls.clone());
+        tokio::spawn(
+            async move { produce(&p, &topic, "during", &call("during", 16.07, 108.22)).await },
+        )
+    };
+    tokio::time::sleep(Duration::from_secs(30)).await;
+    sys.broker.broker_up()?;
+
+    let back = ws
+        .wait_for(Duration::from_secs(60), |f| {
+            f["op"] == "status" && f["stale"] == false
+        })
+        .await
+        .context("no recovery status frame")?;
+    assert_eq!(back["stale"], false);
+    pending.await??;
+    let opened = ws
+        .wait_for(Duration::from_secs(60), |f| {
+            f["op"] == "event" && f["event"]["data"]["incident_id"] == "inc-during"
+        })
+        .await?;
+    assert_eq!(opened["event"]["type"], "incident.opened");
+    eventually(Duration::from_secs(60), "ready again", || async {
+        let s = http
+            .get(format!("{base}/readyz"))
+            .send()
+            .await
+            .ok()?
+            .status();
+        s.is_success().then_some(())
+    })
+    .await?;
+    let log = read_topic(&brokers, &topics.events)?;
+    let opened = log
+        .iter()
+        .filter(|e| e["type"] == "incident.opened")
+        .count();
+    assert_eq!(opened, 2, "each call opened exactly one incident");
+    sys.system.shutdown(Duration::from_secs(20)).await?;
+    Ok(())
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn an_unavailable_dlq_stops_commits_instead_of_skipping() -> anyhow::Result<()> {
+    // Deliveries give up after 3 s instead of 2 minutes.
+    let tune = |c: &mut ioc::config::Config| {
+        c.kafka
+            .properties
+            .insert("message.timeout.ms".into(), "3000".into());
+    };
+    let sys = TestSystem::start_with(tune).await?;
+    let brokers = sys.broker.bootstrap_servers();
+    let topics = sys.config.topics.clone();
+    let group = sys.config.processor.group_id.clone();
+    let p = producer(&brokers)?;
+    let http = reqwest::Client::new();
+    let t = token(Role::Ioc, None);
+    let base = sys.http();
+    let wait = Duration::from_secs(30);
+    let parts = [(topics.calls.as_str(), 3)];
+
+    produce(&p, &topics.calls, "ok-1", &call("ok-1", 16.05, 108.20)).await?;
+    eventually(wait, "the first incident", || async {
+        let ids = incident_ids(&http, &base, &t).await?;
+        ids.contains(&"inc-ok-1".to_string()).then_some(())
+    })
+    .await?;
+    // Let the auto-commit store what was handled.
+    eventually(wait, "first offsets committed", || async {
+        let c = committed_offsets(&brokers, &group, &parts).ok()?;
+        (c.values().sum::<i64>() == 1).then_some(())
+    })
+    .await?;
+
+    sys.broker.fail_topic(&topics.dlq)?;
+    produce(&p, &topics.calls, "bad", b"{not json").await?;
+    // The dead letter cannot be delivered: the processor stops.
+    tokio::time::timeout(Duration::from_secs(60), sys.system.fatal.cancelled())
+        .await
+        .context("the processor kept going past an undeliverable dead letter")?;
+    let committed = committed_offsets(&brokers, &group, &parts)?;
+    assert_eq!(
+        committed.values().sum::<i64>(),
+        1,
+        "the bad message's offset was not committed: {committed:?}"
+    );
+    sys.system.shutdown(Duration::from_secs(20)).await?;
+
+    // The topic is back; a new processor of the same group picks the bad
+    // message up again and this time dead-letters it.
+    sys.broker.heal_topic(&topics.dlq)?;
+    let config = sys.config.clone();
+    let again = ioc::app::start(
+        &config,
+        ioc::app::StartOptions {
+            jwt_secret: ioc_integration_tests::SECRET.into(),
+            simulate: false,
+        },
+    )
+    .await?;
+    let letters = eventually(Duration::from_secs(60), "the dead letter", || async {
+        let all = read_topic(&brokers, &topics.dlq).ok()?;
+        (!all.is_empty()).then_some(all)
+    })
+    .await?;
+    assert_eq!(letters.len(), 1);
+    assert_eq!(letters[0]["key"], "bad");
+    eventually(wait, "all offsets committed", || async {
+        let c = committed_offsets(&brokers, &group, &parts).ok()?;
+        (c.values().sum::<i64>() == 2).then_some(())
+    })
+    .await?;
+    again.shutdown(Duration::from_secs(20)).await?;
+    Ok(())
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn sigterm_commits_what_it_finished_and_closes_screens_with_a_reason() -> anyhow::Result<()> {
+    let topics = ioc_model::Topics::default();
+    let broker = ioc_ingest::EmbeddedBroker::start(&topics)?;
+    let brokers = broker.bootstrap_servers();
+    let serve = ServeProcess::spawn(&brokers, "")?;
+    serve.wait_ready(Duration::from_secs(60)).await?;
+    let p = producer(&brokers)?;
+    let t = token(Role::Ioc, None);
+    let http = reqwest::Client::new();
+    let base = format!("http://{}", serve.addr);
+    for i in 0..20 {
+        let id = format!("term-{i:02}");
+        produce(
+            &p,
+            &topics.calls,
+            &id,
+            &call(&id, 15.99 + i as f64 * 0.01, 108.2),
+        )
+        .await?;
+    }
+    eventually(Duration::from_secs(30), "every call applied", || async {
+        let ids = incident_ids(&http, &base, &t).await?;
+        (ids.len() == 20).then_some(())
+    })
+    .await?;
+    let url = format!("ws://{}/ws?access_token={t}", serve.addr);
+    let (mut ws, _) = tokio_tungstenite::connect_async(url).await?;
+
+    let status =
+        tokio::task::spawn_blocking(move || serve.terminate(Duration::from_secs(30))).await??;
+    assert!(status.success(), "exit status {status:?}");
+
+    // The screen was told why.
+    let mut close = None;
+    while let Ok(Some(msg)) = tokio::time::timeout(Duration::from_secs(10), ws.next()).await {
+        if let Ok(tokio_tungstenite::tungstenite::Message::Close(frame)) = msg {
+            close = frame;
+            break;
+        }
+    }
+    let close = close.context("no close frame")?;
+    assert_eq!(u16::from(close.code), 1001);
+    assert!(close.reason.contains("shutting down"), "{}", close.reason);
+
+    // Everything handled was committed: a restart has nothing to redo.
+    let parts = [(topics.calls.as_str(), 3)];
+    let committed = committed_offsets(&brokers, "ioc-processor", &parts)?;
+    let ends = end_offsets(&brokers, &parts)?;
+    assert_eq!(
+        committed, ends,
+        "committed offsets equal the end of the calls topic"
+    );
+    drop(broker);
+    Ok(())
+}
