@@ -31,6 +31,9 @@
 //!   far away (`dispatch.recommended` with `swap`, see [`ranking`]).
 //! * **Candidates** are ranked by ETA with learned speeds; units with a
 //!   stale fix are ranked down or left out, and the candidate says why.
+//!   With `dispatch_policy = "home_district"` (the old way, kept as a
+//!   baseline) the incident's home-district units come first, see
+//!   [`DispatchPolicy`].
 //! * **Alerts** from the state of the city (stale GPS, call surge, coverage
 //!   gap) are checked on a timer of event time, see [`monitor`].
 //! * **Commands** (`assign`, `unassign`, `close_incident`, `ack_alert`,
@@ -59,7 +62,7 @@ use ioc_model::{
 use ioc_router::{distance_m, hour_of_day, EtaModel, LearnedSpeeds, UnitIndex, Zones};
 use serde::{Deserialize, Serialize};
 
-pub use crate::policy::{AlertPolicy, FixPolicy, SwapPolicy};
+pub use crate::policy::{AlertPolicy, DispatchPolicy, FixPolicy, SwapPolicy};
 pub use crate::rules::{CategoryRule, Deadlines, DispatchRules, DEFAULT_RULES_TOML};
 
 /// Errors of the engine crate (configuration only: inputs never error, they
@@ -87,6 +90,9 @@ pub struct EngineConfig {
     pub correlation_window_s: u64,
     /// Candidates listed per needed kind in a recommendation.
     pub candidates_per_kind: usize,
+    /// Which units are offered: nearest by ETA (ours), or the incident's
+    /// home-district units first (the old way, kept to measure the gain).
+    pub dispatch_policy: DispatchPolicy,
     /// ETA model and speed learning.
     pub eta: EtaModel,
     /// Stale fixes and GPS jumps.
@@ -106,6 +112,7 @@ impl Default for EngineConfig {
             correlation_radius_m: 300.0,
             correlation_window_s: 15 * 60,
             candidates_per_kind: 3,
+            dispatch_policy: DispatchPolicy::NearestEta,
             eta: EtaModel::default(),
             fix: FixPolicy::default(),
             swap: SwapPolicy::default(),
@@ -161,6 +168,8 @@ pub struct EngineStats {
     pub speed_samples: u64,
     /// Swap suggestions emitted.
     pub swap_suggestions: u64,
+    /// Fresh recommendations for a waiting incident when a unit came free.
+    pub reoffers: u64,
 }
 
 #[derive(Debug, Clone)]
@@ -168,6 +177,9 @@ struct Incident {
     view: IncidentView,
     /// Kinds and counts still needed, per the rules.
     needs: BTreeMap<UnitKind, u32>,
+    /// Kinds its last recommendation could not offer enough units of: a
+    /// unit of such a kind that becomes free is offered to it.
+    short_of: BTreeSet<UnitKind>,
     /// Last call or report attached: the correlation window runs from here.
     last_activity: Timestamp,
 }
@@ -335,11 +347,17 @@ impl Engine {
                         }
                     }
                     let last_activity = v.updated_at;
+                    let short_of = e
+                        .incidents
+                        .get(&v.incident_id)
+                        .map(|i| i.short_of.clone())
+                        .unwrap_or_default();
                     e.incidents.insert(
                         v.incident_id.clone(),
                         Incident {
                             view: v.clone(),
                             needs: BTreeMap::new(),
+                            short_of,
                             last_activity,
                         },
                     );
@@ -358,6 +376,11 @@ impl Engine {
                 }
                 EventBody::CommandRejected(c) => {
                     e.seen.insert(format!("command:{}", c.command_id));
+                }
+                EventBody::DispatchRecommended(r) if r.swap.is_none() => {
+                    if let Some(inc) = e.incidents.get_mut(&r.incident_id) {
+                        inc.short_of = short_of(r);
+                    }
                 }
                 EventBody::DispatchRecommended(_)
                 | EventBody::DispatchAssigned(_)
@@ -512,7 +535,12 @@ impl Engine {
         } else {
             u.on_duty_since = None;
         }
-        u.status_ts = u.status_ts.max(ts);
+        // Only status changes move the status clock, as when applying: a
+        // ping's `unit.updated` must not make a later-arriving crew report
+        // look old after a restart.
+        if v.status != u.view.status {
+            u.status_ts = u.status_ts.max(ts);
+        }
         u.view = v.clone();
         u.zone = zone;
     }
@@ -786,6 +814,7 @@ impl Engine {
             Incident {
                 view: view.clone(),
                 needs: rule.needs.clone(),
+                short_of: BTreeSet::new(),
                 last_activity: ts,
             },
         );
@@ -846,7 +875,12 @@ impl Engine {
         let mut excluded = Vec::new();
         for (kind, count) in &needs {
             let k = (*count as usize).max(self.config.candidates_per_kind);
-            let (found, left_out) = self.rank(*kind, lat, lon, k, ts);
+            let (found, left_out) = match self.config.dispatch_policy {
+                DispatchPolicy::NearestEta => self.rank(*kind, lat, lon, k, ts),
+                DispatchPolicy::HomeDistrict => {
+                    self.rank_home_district(*kind, lat, lon, district.as_deref(), k, ts)
+                }
+            };
             excluded.extend(left_out);
             if found.is_empty() {
                 unfilled.push(*kind);
@@ -876,9 +910,46 @@ impl Engine {
             excluded,
             swap: None,
         };
+        if let Some(inc) = self.incidents.get_mut(id) {
+            inc.short_of = short_of(&rec);
+        }
         self.emit(out, ts, district, EventBody::DispatchRecommended(rec));
         for (unit_id, d, eta) in to_assign {
             self.assign(id, &unit_id, "auto", ts, Some((d, eta)), out);
+        }
+    }
+
+    /// A unit just became free: the most urgent open incident still waiting
+    /// for its kind — one whose last recommendation came up short of it, or
+    /// that is past its assignment deadline — gets a fresh recommendation
+    /// (and, at priority 1, the assignment). Without this an incident that
+    /// found no unit when it opened would never be offered one again.
+    fn offer_freed_unit(&mut self, unit_id: &str, ts: Timestamp, out: &mut Vec<OutputEvent>) {
+        let Some(u) = self.units.get(unit_id) else {
+            return;
+        };
+        if u.view.status != UnitStatus::Available || u.view.position.is_none() {
+            return;
+        }
+        let kind = u.view.kind;
+        let waiting = self
+            .incidents
+            .values()
+            .filter(|i| {
+                i.needs.get(&kind).is_some_and(|n| *n > 0)
+                    && (i.short_of.contains(&kind) || i.view.assign_deadline <= ts)
+            })
+            .min_by(|a, b| {
+                (a.view.priority, a.view.opened_at, &a.view.incident_id).cmp(&(
+                    b.view.priority,
+                    b.view.opened_at,
+                    &b.view.incident_id,
+                ))
+            })
+            .map(|i| i.view.incident_id.clone());
+        if let Some(id) = waiting {
+            self.stats.reoffers += 1;
+            self.recommend(&id, ts, out);
         }
     }
 
@@ -1092,11 +1163,11 @@ impl Engine {
                 Timestamp::from_unix_millis(i64::MIN),
             )
         });
-        // Older than what we applied, or the same report again: a
-        // redelivery, not news.
-        let same_again =
-            r.ts == unit.status_ts && r.status == unit.view.status && r.kind == unit.view.kind;
-        if r.ts < unit.status_ts || same_again {
+        // Not newer than the last status change (a crew report or an
+        // assignment made at that time): a redelivery or out of date, not
+        // news. Two reports of one unit in the same millisecond keep the
+        // first.
+        if r.ts <= unit.status_ts {
             self.stats.duplicates += 1;
             return;
         }
@@ -1147,6 +1218,7 @@ impl Engine {
             self.clear_stale_gps(&r.unit_id, r.ts, out);
         }
         if r.status == UnitStatus::Available && was != Some(UnitStatus::Available) {
+            self.offer_freed_unit(&r.unit_id, r.ts, out);
             self.suggest_swap(&r.unit_id, r.ts, out);
         }
     }
@@ -1257,6 +1329,7 @@ impl Engine {
                     );
                     self.emit(out, ts, view.district.clone(), EventBody::UnitUpdated(view));
                     self.clear_stale_gps(unit_id, ts, out);
+                    self.offer_freed_unit(unit_id, ts, out);
                     self.suggest_swap(unit_id, ts, out);
                 }
                 Ok(())
@@ -1368,3 +1441,15 @@ fn line_name(line: ioc_model::Line) -> &'static str {
 
 #[cfg(test)]
 mod tests;
+
+/// Kinds a recommendation offered fewer candidates of than it needed.
+fn short_of(rec: &DispatchRecommendation) -> BTreeSet<UnitKind> {
+    rec.needs
+        .iter()
+        .filter(|n| {
+            let offered = rec.candidates.iter().filter(|c| c.kind == n.kind).count();
+            offered < n.count as usize
+        })
+        .map(|n| n.kind)
+        .collect()
+}

@@ -1,7 +1,7 @@
-//! Tunables of ranking, swaps and alerts: serde structs with defaults in one
-//! place and a `validate()` that names the bad field. Each is a section of
-//! `[engine]` in the processor's config file (`[engine.fix]`,
-//! `[engine.swap]`, `[engine.alerts]`).
+//! Tunables of dispatch, ranking, swaps and alerts: serde types with
+//! defaults in one place and a `validate()` that names the bad field. Each
+//! is a key or section of `[engine]` in the processor's config file
+//! (`dispatch_policy`, `[engine.fix]`, `[engine.swap]`, `[engine.alerts]`).
 
 use ioc_model::UnitKind;
 use serde::{Deserialize, Serialize};
@@ -10,6 +10,65 @@ use crate::EngineError;
 
 fn bad(field: &str, want: &str, got: impl std::fmt::Display) -> EngineError {
     EngineError::Config(format!("engine.{field} must be {want}, got {got}"))
+}
+
+/// Which available units an incident is offered: what priority 1 gets at
+/// once and what the dispatcher sees first for the others.
+///
+/// `home_district` exists to measure what ranking by ETA buys the city
+/// (`emergency_time` in `loadtest/`, README "What it buys the city"); see
+/// `docs/decisions.md` for its exact rule.
+#[derive(
+    Debug, Clone, Copy, Default, PartialEq, Eq, PartialOrd, Ord, Hash, Serialize, Deserialize,
+)]
+#[serde(rename_all = "snake_case")]
+pub enum DispatchPolicy {
+    /// The nearest available units of the needed kind anywhere, ranked by
+    /// ETA (learned speeds, stale fixes ranked down).
+    #[default]
+    NearestEta,
+    /// The old way: the available units of the needed kind whose home
+    /// district (their station's district) is the incident's district,
+    /// ranked by ETA among them. When they are fewer than asked for, the
+    /// list is completed with the nearest by ETA from elsewhere, each saying
+    /// so in its reason (a real centre calls a neighbour).
+    HomeDistrict,
+}
+
+impl DispatchPolicy {
+    /// Every policy, in a stable order.
+    pub const ALL: [DispatchPolicy; 2] = [DispatchPolicy::NearestEta, DispatchPolicy::HomeDistrict];
+
+    /// The config-file spelling.
+    pub fn as_str(self) -> &'static str {
+        match self {
+            DispatchPolicy::NearestEta => "nearest_eta",
+            DispatchPolicy::HomeDistrict => "home_district",
+        }
+    }
+}
+
+impl std::fmt::Display for DispatchPolicy {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str(self.as_str())
+    }
+}
+
+impl std::str::FromStr for DispatchPolicy {
+    type Err = EngineError;
+
+    fn from_str(s: &str) -> Result<Self, Self::Err> {
+        Self::ALL
+            .into_iter()
+            .find(|p| p.as_str() == s)
+            .ok_or_else(|| {
+                bad(
+                    "dispatch_policy",
+                    "nearest_eta or home_district",
+                    format!("{s:?}"),
+                )
+            })
+    }
 }
 
 /// How the age and plausibility of a unit's position fix are judged.

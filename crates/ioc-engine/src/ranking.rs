@@ -9,6 +9,15 @@
 //! re-sorted". A unit whose fix is older than `fix.exclude_after_s` is left
 //! out and listed with the reason.
 //!
+//! **Home district** (`dispatch_policy = "home_district"`, the old way,
+//! a baseline): the available units of the kind whose `home_district` is
+//! the incident's district are ranked by the same score, nearest first by
+//! a scan of the units (they are few, and the index knows no districts).
+//! If they are fewer than asked for, the list is completed with the best
+//! of the nearest-by-ETA ranking from elsewhere, after them, each reason
+//! saying it is a neighbour's unit. Priority 1 takes the first units of the
+//! list, so it follows the policy.
+//!
 //! **Swaps.** When a unit becomes available, the open incidents with an
 //! assigned unit of the same kind still driving there (dispatched or en
 //! route) are checked: if the new unit would arrive at least
@@ -20,6 +29,8 @@ use ioc_model::{
     Candidate, DispatchRecommendation, EventBody, ExcludedUnit, OutputEvent, SwapSuggestion,
     Timestamp, UnitKind, UnitStatus,
 };
+use std::collections::BTreeSet;
+
 use ioc_router::{distance_m, hour_of_day, SpeedSource};
 
 use crate::Engine;
@@ -100,6 +111,100 @@ impl Engine {
         want: usize,
         now: Timestamp,
     ) -> (Vec<Ranked>, Vec<ExcludedUnit>) {
+        let nearest = self
+            .index
+            .nearest_available_iter(kind, lat, lon)
+            .map(|n| (n.unit_id, n.distance_m));
+        let (mut best, excluded) = self.rank_among(nearest, kind, lat, lon, want, now);
+        for (i, r) in best.iter_mut().enumerate() {
+            r.reason = format!("#{} by eta: {}", i + 1, r.reason);
+        }
+        (best, excluded)
+    }
+
+    /// The old way (see the module docs): the available units of `kind`
+    /// from the incident's `district` first, by score; then, if they are
+    /// fewer than `want`, the best of the others by score.
+    pub(crate) fn rank_home_district(
+        &self,
+        kind: UnitKind,
+        lat: f64,
+        lon: f64,
+        district: Option<&str>,
+        want: usize,
+        now: Timestamp,
+    ) -> (Vec<Ranked>, Vec<ExcludedUnit>) {
+        let Some(district) = district else {
+            // No district at the scene, so no home station: nearest by ETA.
+            let (mut best, excluded) = self.rank(kind, lat, lon, want, now);
+            for r in &mut best {
+                r.reason = format!("scene outside every district, {}", r.reason);
+            }
+            return (best, excluded);
+        };
+        let mut home: Vec<(&str, f64)> = self
+            .units
+            .values()
+            .filter(|u| {
+                u.view.kind == kind
+                    && u.view.status == UnitStatus::Available
+                    && u.view.home_district.as_deref() == Some(district)
+            })
+            .filter_map(|u| {
+                let p = u.view.position?;
+                Some((u.view.unit_id.as_str(), distance_m(lat, lon, p.lat, p.lon)))
+            })
+            .collect();
+        home.sort_by(|a, b| a.1.total_cmp(&b.1).then_with(|| a.0.cmp(b.0)));
+        let (mut best, mut excluded) = self.rank_among(home.into_iter(), kind, lat, lon, want, now);
+        for (i, r) in best.iter_mut().enumerate() {
+            r.reason = format!("#{} home district {district}: {}", i + 1, r.reason);
+        }
+        if best.len() < want {
+            let nearest = self
+                .index
+                .nearest_available_iter(kind, lat, lon)
+                .map(|n| (n.unit_id, n.distance_m));
+            let (others, left_out) = self.rank_among(nearest, kind, lat, lon, want, now);
+            let taken: BTreeSet<String> = best.iter().map(|r| r.unit_id.clone()).collect();
+            let room = want - best.len();
+            for mut r in others
+                .into_iter()
+                .filter(|r| !taken.contains(&r.unit_id))
+                .take(room)
+            {
+                r.reason = format!(
+                    "#{} neighbour (no free {} of {district} left), by eta: {}",
+                    best.len() + 1,
+                    kind.as_str(),
+                    r.reason
+                );
+                best.push(r);
+            }
+            for x in left_out {
+                if excluded.len() < MAX_EXCLUDED_LISTED
+                    && !excluded.iter().any(|e| e.unit_id == x.unit_id)
+                {
+                    excluded.push(x);
+                }
+            }
+        }
+        (best, excluded)
+    }
+
+    /// The exact top `want` by score of the units `nearest_first` yields
+    /// (unit id, distance in metres, in non-decreasing distance), walking
+    /// only as far as a unit could still beat the `want`-th score; reasons
+    /// without a rank prefix.
+    fn rank_among<'a>(
+        &'a self,
+        nearest_first: impl Iterator<Item = (&'a str, f64)>,
+        kind: UnitKind,
+        lat: f64,
+        lon: f64,
+        want: usize,
+        now: Timestamp,
+    ) -> (Vec<Ranked>, Vec<ExcludedUnit>) {
         let to_zone = self.zones.zone_index_at(lat, lon);
         let hour = hour_of_day(now.unix_millis());
         let v_max = self.speeds.max_speed_mps(&self.config.eta, kind, hour);
@@ -107,22 +212,18 @@ impl Engine {
         let fix = &self.config.fix;
         let mut best: Vec<Ranked> = Vec::with_capacity(want + 1);
         let mut excluded = Vec::new();
-        for (walked, n) in self
-            .index
-            .nearest_available_iter(kind, lat, lon)
-            .enumerate()
-        {
+        for (walked, (n_unit_id, n_distance_m)) in nearest_first.enumerate() {
             if walked >= MAX_WALK {
                 break;
             }
             if best.len() >= want
                 && best
                     .last()
-                    .is_some_and(|w| n.distance_m * detour / v_max >= w.score)
+                    .is_some_and(|w| n_distance_m * detour / v_max >= w.score)
             {
                 break;
             }
-            let Some(u) = self.units.get(n.unit_id) else {
+            let Some(u) = self.units.get(n_unit_id) else {
                 continue;
             };
             let age = self
@@ -131,9 +232,9 @@ impl Engine {
             if age > fix.exclude_after_s as f64 {
                 if excluded.len() < MAX_EXCLUDED_LISTED {
                     excluded.push(ExcludedUnit {
-                        unit_id: n.unit_id.to_string(),
+                        unit_id: n_unit_id.to_string(),
                         kind,
-                        distance_m: n.distance_m.round(),
+                        distance_m: n_distance_m.round(),
                         reason: format!(
                             "last fix {:.0} min ago (over {} min): position unreliable",
                             age / 60.0,
@@ -143,7 +244,7 @@ impl Engine {
                 }
                 continue;
             }
-            let (eta, s_from, s_to) = self.eta_of(kind, n.distance_m, u.zone, to_zone, now);
+            let (eta, s_from, s_to) = self.eta_of(kind, n_distance_m, u.zone, to_zone, now);
             let stale_min = (age - fix.stale_after_s as f64).max(0.0) / 60.0;
             let penalty = if age > fix.stale_after_s as f64 {
                 fix.stale_penalty_s_per_min * stale_min.max(1.0 / 60.0)
@@ -164,7 +265,7 @@ impl Engine {
             let mut reason = format!(
                 "{} {:.1} km, eta at {speed}",
                 kind.as_str(),
-                n.distance_m / 1000.0
+                n_distance_m / 1000.0
             );
             if penalty > 0.0 {
                 reason.push_str(&format!(
@@ -174,9 +275,9 @@ impl Engine {
                 ));
             }
             let r = Ranked {
-                unit_id: n.unit_id.to_string(),
+                unit_id: n_unit_id.to_string(),
                 kind,
-                distance_m: n.distance_m,
+                distance_m: n_distance_m,
                 eta_s: eta,
                 score: eta + penalty,
                 reason,
@@ -189,9 +290,6 @@ impl Engine {
                 best.insert(at, r);
                 best.truncate(want);
             }
-        }
-        for (i, r) in best.iter_mut().enumerate() {
-            r.reason = format!("#{} by eta: {}", i + 1, r.reason);
         }
         (best, excluded)
     }

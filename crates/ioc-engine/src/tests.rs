@@ -1069,3 +1069,216 @@ fn config_is_validated_and_rejects_unknown_fields() {
     let err = toml::from_str::<EngineConfig>("[alerts]\nsurge_cals = 3\n").unwrap_err();
     assert!(err.to_string().contains("surge_cals"), "{err}");
 }
+
+/// Two ambulances: one of Sơn Trà's station standing next to a Hải Châu
+/// scene, one of Hải Châu's station 3 km away.
+fn two_stations(policy: DispatchPolicy) -> Engine {
+    let mut e = Engine::new(
+        EngineConfig {
+            dispatch_policy: policy,
+            ..quiet()
+        },
+        zones(),
+        0,
+    );
+    for (id, home, lat, lon) in [
+        ("amb-st", "son_tra", 16.0690, 108.2215),
+        ("amb-hc", "hai_chau", 16.0420, 108.2120),
+    ] {
+        e.apply(&Input::Unit(UnitStatusReport {
+            unit_id: id.into(),
+            ts: t(0),
+            kind: UnitKind::Ambulance,
+            status: UnitStatus::Available,
+            station: Some(format!("station-{home}")),
+            home_district: Some(home.into()),
+        }))
+        .unwrap();
+        e.apply(&ping(id, lat, lon, 1)).unwrap();
+    }
+    e
+}
+
+fn p1_medical(id: &str, s: i64) -> Input {
+    Input::Incident(IncidentReport {
+        incident_id: id.into(),
+        reported_at: t(s),
+        source: IncidentSource::Operator,
+        category: Category::Medical,
+        priority: 1,
+        location: Location {
+            lat: 16.0678,
+            lon: 108.2208,
+            accuracy_m: None,
+        },
+        description: None,
+    })
+}
+
+fn recommendation_and_assigned(evs: &[OutputEvent]) -> (DispatchRecommendation, Vec<String>) {
+    let rec = evs
+        .iter()
+        .find_map(|ev| match &ev.body {
+            EventBody::DispatchRecommended(r) => Some(r.clone()),
+            _ => None,
+        })
+        .expect("a recommendation");
+    let assigned = evs
+        .iter()
+        .filter_map(|ev| match &ev.body {
+            EventBody::DispatchAssigned(a) => Some(a.unit_id.clone()),
+            _ => None,
+        })
+        .collect();
+    (rec, assigned)
+}
+
+#[test]
+fn the_two_dispatch_policies_pick_differently_for_the_same_scene() {
+    let mut ours = two_stations(DispatchPolicy::NearestEta);
+    let evs = ours.apply(&p1_medical("inc-a", 10)).unwrap();
+    assert_eq!(evs[0].district.as_deref(), Some("hai_chau"));
+    let (rec, assigned) = recommendation_and_assigned(&evs);
+    let ids: Vec<&str> = rec.candidates.iter().map(|c| c.unit_id.as_str()).collect();
+    assert_eq!(ids, ["amb-st", "amb-hc"]);
+    assert_eq!(assigned, ["amb-st"], "nearest by eta, whatever its station");
+    assert!(rec.candidates[0].reason.starts_with("#1 by eta:"));
+
+    let mut old = two_stations(DispatchPolicy::HomeDistrict);
+    let evs = old.apply(&p1_medical("inc-a", 10)).unwrap();
+    let (rec, assigned) = recommendation_and_assigned(&evs);
+    let ids: Vec<&str> = rec.candidates.iter().map(|c| c.unit_id.as_str()).collect();
+    assert_eq!(ids, ["amb-hc", "amb-st"]);
+    assert_eq!(assigned, ["amb-hc"], "the home district's unit, 3 km away");
+    let reason = &rec.candidates[0].reason;
+    assert!(reason.starts_with("#1 home district hai_chau:"), "{reason}");
+    let reason = &rec.candidates[1].reason;
+    assert!(
+        reason.starts_with("#2 neighbour (no free ambulance of hai_chau left)"),
+        "{reason}"
+    );
+    // The home unit's ETA is the longer one: what the old way costs here.
+    assert!(rec.candidates[0].eta_s > rec.candidates[1].eta_s);
+}
+
+#[test]
+fn home_district_falls_back_to_the_nearest_neighbour_when_its_units_are_busy() {
+    let mut old = two_stations(DispatchPolicy::HomeDistrict);
+    old.apply(&p1_medical("inc-a", 10)).unwrap();
+    // Hải Châu's only ambulance is on inc-a: the next one gets Sơn Trà's.
+    let evs = old.apply(&p1_medical("inc-b", 20)).unwrap();
+    let (rec, assigned) = recommendation_and_assigned(&evs);
+    assert_eq!(assigned, ["amb-st"]);
+    assert_eq!(rec.candidates.len(), 1);
+    assert!(
+        rec.candidates[0]
+            .reason
+            .starts_with("#1 neighbour (no free ambulance of hai_chau left), by eta:"),
+        "{}",
+        rec.candidates[0].reason
+    );
+    // A scene outside every district has no home station: nearest by eta.
+    let mut old = two_stations(DispatchPolicy::HomeDistrict);
+    let evs = old
+        .apply(&Input::Incident(IncidentReport {
+            incident_id: "far".into(),
+            reported_at: t(30),
+            source: IncidentSource::Operator,
+            category: Category::Medical,
+            priority: 1,
+            location: Location {
+                lat: 16.20,
+                lon: 108.40,
+                accuracy_m: None,
+            },
+            description: None,
+        }))
+        .unwrap();
+    let (rec, assigned) = recommendation_and_assigned(&evs);
+    assert_eq!(evs[0].district, None);
+    assert_eq!(assigned.len(), 1);
+    assert!(
+        rec.candidates[0]
+            .reason
+            .starts_with("scene outside every district, #1 by eta:"),
+        "{}",
+        rec.candidates[0].reason
+    );
+}
+
+#[test]
+fn dispatch_policy_is_read_from_config_and_unknown_values_are_refused() {
+    assert_eq!(
+        EngineConfig::default().dispatch_policy,
+        DispatchPolicy::NearestEta
+    );
+    let c: EngineConfig = toml::from_str("dispatch_policy = \"home_district\"\n").unwrap();
+    assert_eq!(c.dispatch_policy, DispatchPolicy::HomeDistrict);
+    assert!(c.validate().is_ok());
+    let err = toml::from_str::<EngineConfig>("dispatch_policy = \"nearest\"\n").unwrap_err();
+    assert!(err.to_string().contains("nearest_eta"), "{err}");
+    for p in DispatchPolicy::ALL {
+        assert_eq!(p.as_str().parse::<DispatchPolicy>().unwrap(), p);
+    }
+    let err = "closest".parse::<DispatchPolicy>().unwrap_err();
+    assert!(err.to_string().contains("dispatch_policy"), "{err}");
+}
+
+#[test]
+fn an_incident_that_found_no_unit_is_offered_the_next_one_that_comes_free() {
+    let mut e = engine();
+    // One ambulance, busy.
+    e.apply(&unit(
+        "amb-1",
+        UnitKind::Ambulance,
+        UnitStatus::Available,
+        1,
+    ))
+    .unwrap();
+    e.apply(&ping("amb-1", 16.07, 108.22, 1)).unwrap();
+    e.apply(&unit("amb-1", UnitKind::Ambulance, UnitStatus::OnScene, 2))
+        .unwrap();
+    let evs = e
+        .apply(&call("c1", Category::Medical, 16.0678, 108.2208, 10))
+        .unwrap();
+    let rec = evs
+        .iter()
+        .find_map(|ev| match &ev.body {
+            EventBody::DispatchRecommended(r) => Some(r.clone()),
+            _ => None,
+        })
+        .unwrap();
+    assert!(rec.candidates.is_empty());
+    assert_eq!(rec.unfilled, vec![UnitKind::Ambulance]);
+
+    // The crew clears: the waiting incident is offered the unit.
+    let evs = e
+        .apply(&unit(
+            "amb-1",
+            UnitKind::Ambulance,
+            UnitStatus::Available,
+            60,
+        ))
+        .unwrap();
+    let again = evs
+        .iter()
+        .find_map(|ev| match &ev.body {
+            EventBody::DispatchRecommended(r) if r.swap.is_none() => Some(r.clone()),
+            _ => None,
+        })
+        .expect("a fresh recommendation for the waiting incident");
+    assert_eq!(again.incident_id, "inc-c1");
+    assert_eq!(again.candidates[0].unit_id, "amb-1");
+    assert_eq!(e.stats().reoffers, 1);
+
+    // A second free unit of a kind nobody waits for offers nothing.
+    e.apply(&unit("pol-1", UnitKind::Police, UnitStatus::OnScene, 61))
+        .unwrap();
+    e.apply(&ping("pol-1", 16.07, 108.22, 61)).unwrap();
+    let evs = e
+        .apply(&unit("pol-1", UnitKind::Police, UnitStatus::Available, 62))
+        .unwrap();
+    assert!(!evs
+        .iter()
+        .any(|ev| matches!(ev.body, EventBody::DispatchRecommended(_))));
+}
