@@ -381,3 +381,68 @@ pub fn end_offsets(
     }
     Ok(out)
 }
+
+impl ServeProcess {
+    /// Like [`ServeProcess::spawn`], with the process's log (stderr, at
+    /// `rust_log`) written to `log_path`, so a test can show what happened.
+    pub fn spawn_logged(
+        brokers: &str,
+        extra_toml: &str,
+        rust_log: &str,
+        log_path: &std::path::Path,
+    ) -> anyhow::Result<Self> {
+        let port = free_port()?;
+        let addr: std::net::SocketAddr = format!("127.0.0.1:{port}").parse()?;
+        let dir = std::env::temp_dir().join(format!("ioc-test-{}-{port}", std::process::id()));
+        std::fs::create_dir_all(&dir)?;
+        let config = dir.join("ioc.toml");
+        std::fs::write(&config, extra_toml)?;
+        let log = std::fs::File::create(log_path)
+            .with_context(|| format!("create {}", log_path.display()))?;
+        let child = std::process::Command::new(ioc_binary()?)
+            .args(["--config"])
+            .arg(&config)
+            .args(["serve", "--brokers", brokers, "--bind", &addr.to_string()])
+            .env("IOC_JWT_SECRET", SECRET)
+            .env(
+                "IOC_ZONES_PATH",
+                repo_root().join("data/danang/districts.geojson"),
+            )
+            .env("IOC_DASHBOARDS_DIR", repo_root().join("dashboards/dist"))
+            .env("RUST_LOG", rust_log)
+            .stdout(std::process::Stdio::null())
+            .stderr(log)
+            .spawn()
+            .context("spawn ioc serve")?;
+        Ok(Self { child, addr })
+    }
+
+    /// Sum of a Prometheus metric over its label sets whose labels contain
+    /// `label_filter` (e.g. `topic="calls"`; empty matches all), from
+    /// `/metrics`. 0 when absent.
+    pub async fn metric(&self, name: &str, label_filter: &str) -> anyhow::Result<f64> {
+        let body = reqwest::get(format!("http://{}/metrics", self.addr))
+            .await?
+            .text()
+            .await?;
+        Ok(sum_metric(&body, name, label_filter))
+    }
+}
+
+/// Sum of the samples of `name` in a Prometheus text exposition whose
+/// label set contains `label_filter`.
+pub fn sum_metric(body: &str, name: &str, label_filter: &str) -> f64 {
+    body.lines()
+        .filter(|l| !l.starts_with('#'))
+        .filter_map(|l| {
+            let (series, value) = l.rsplit_once(' ')?;
+            let (metric, labels) = match series.split_once('{') {
+                Some((m, rest)) => (m, rest),
+                None => (series, ""),
+            };
+            (metric == name && labels.contains(label_filter))
+                .then(|| value.parse::<f64>().ok())
+                .flatten()
+        })
+        .sum()
+}

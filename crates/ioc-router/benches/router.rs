@@ -37,7 +37,21 @@ use rstar::RTree;
 
 const KINDS: [UnitKind; 4] = UnitKind::ALL;
 const K: usize = 5;
+/// Fleet sizes benchmarked; `IOC_BENCH_SIZES=1000,10000,...` overrides
+/// (the scaling curves in `loadtest/scaling.sh` add 1k).
 const SIZES: [usize; 3] = [10_000, 100_000, 1_000_000];
+
+fn sizes() -> Vec<usize> {
+    std::env::var("IOC_BENCH_SIZES")
+        .ok()
+        .map(|v| {
+            v.split(',')
+                .filter_map(|s| s.trim().parse().ok())
+                .collect::<Vec<usize>>()
+        })
+        .filter(|v| !v.is_empty())
+        .unwrap_or_else(|| SIZES.to_vec())
+}
 const LAT: std::ops::Range<f64> = 15.9..16.2;
 const LON: std::ops::Range<f64> = 107.9..108.35;
 
@@ -191,9 +205,9 @@ fn fixtures() -> &'static Vec<(usize, Fixture)> {
     use std::sync::OnceLock;
     static F: OnceLock<Vec<(usize, Fixture)>> = OnceLock::new();
     F.get_or_init(|| {
-        SIZES
-            .iter()
-            .map(|&n| {
+        sizes()
+            .into_iter()
+            .map(|n| {
                 let t = Instant::now();
                 let f = fixture(n);
                 eprintln!("fixture {n}: built in {:.1?}", t.elapsed());
