@@ -114,7 +114,17 @@ async fn broker_outage_marks_screens_stale_and_loses_nothing() -> anyhow::Result
             f["op"] == "event" && f["event"]["data"]["incident_id"] == "inc-during"
         })
         .await
-        .context("the call produced during the outage never reached the screen")?;
+        .with_context(|| {
+            format!(
+                "the call produced during the outage never reached the screen \
+                 (a critical task stopped: {}, processor handled {} inputs)",
+                sys.system.fatal.is_cancelled(),
+                sys.system
+                    .processor
+                    .handled
+                    .load(std::sync::atomic::Ordering::Relaxed)
+            )
+        })?;
     eprintln!(
         "the call from the outage on screen {} ms after the broker came back",
         up.elapsed().as_millis()

@@ -57,6 +57,10 @@ impl TestSystem {
 
     /// Starts broker and system with a config adjusted by `tune`.
     pub async fn start_with(tune: impl FnOnce(&mut Config)) -> anyhow::Result<Self> {
+        // `IOC_TEST_LOG=1` shows the system's own log lines in test output.
+        if std::env::var_os("IOC_TEST_LOG").is_some() {
+            ioc::telemetry::init_logs("text");
+        }
         let config_topics = ioc_model::Topics::default();
         let broker = EmbeddedBroker::start(&config_topics)?;
         let mut config = test_config(&broker.bootstrap_servers());

@@ -366,6 +366,13 @@ impl Hub {
     /// Applies an event and fans it out. Returns false for a duplicate
     /// (seq not above the last applied one).
     pub fn publish(&self, ev: OutputEvent) -> bool {
+        self.publish_with_json(ev, None)
+    }
+
+    /// [`Hub::publish`] with the event's serialization at hand (the output
+    /// log's payload), sent as is instead of serializing the event again
+    /// where that is safe (see [`raw_ok`]).
+    pub fn publish_with_json(&self, ev: OutputEvent, json: Option<Arc<str>>) -> bool {
         let mut guard = lock(&self.state);
         let st = &mut *guard;
         if st.applied_any && ev.seq <= st.last_seq {
@@ -398,6 +405,8 @@ impl Hub {
                 masked_json
                     .get_or_insert_with(|| to_json(&masked_event(&ev)).into())
                     .clone()
+            } else if let (true, Some(json)) = (raw_ok(&channel, &ev), &json) {
+                json.clone()
             } else {
                 plain_json
                     .get_or_insert_with(|| to_json(&*ev).into())
@@ -571,6 +580,15 @@ impl Hub {
     }
 }
 
+/// Whether the output log's bytes of `ev` may go to `channel` unchanged:
+/// on a channel that does not mask callers, or for `unit.updated` (the
+/// volume event; a unit carries no caller data). Anything else on a masking
+/// channel is re-serialized from what this gateway parsed, so a field it
+/// does not understand (a newer processor's) never reaches a public screen.
+fn raw_ok(channel: &Channel, ev: &OutputEvent) -> bool {
+    !channel.masks_callers() || matches!(ev.body, EventBody::UnitUpdated(_))
+}
+
 fn remove_subscriber(st: &mut HubState, channel: &Channel, id: u64) {
     if let Some(subs) = st.channels.get_mut(channel) {
         subs.remove(&id);
@@ -636,10 +654,46 @@ fn to_json<T: serde::Serialize + ?Sized>(v: &T) -> String {
 
 /// `{"op":"event",...}` around an already serialized event.
 fn event_frame(channel_json: &str, seq: u64, prev_seq: u64, event_json: &str) -> Utf8Bytes {
-    format!(
-        r#"{{"op":"event","channel":{channel_json},"seq":{seq},"prev_seq":{prev_seq},"event":{event_json}}}"#
-    )
-    .into()
+    // Sized once and filled by hand: `format!` grew the string several
+    // times per frame, on the hottest path of the gateway.
+    let mut frame = String::with_capacity(64 + channel_json.len() + event_json.len());
+    frame.push_str(r#"{"op":"event","channel":"#);
+    frame.push_str(channel_json);
+    frame.push_str(r#","seq":"#);
+    frame.push_str(itoa_u64(seq).as_str());
+    frame.push_str(r#","prev_seq":"#);
+    frame.push_str(itoa_u64(prev_seq).as_str());
+    frame.push_str(r#","event":"#);
+    frame.push_str(event_json);
+    frame.push('}');
+    frame.into()
+}
+
+/// Decimal digits of `n` without going through `fmt`.
+fn itoa_u64(mut n: u64) -> DecimalU64 {
+    let mut buf = [0u8; 20];
+    let mut i = buf.len();
+    loop {
+        i -= 1;
+        buf[i] = b'0' + (n % 10) as u8;
+        n /= 10;
+        if n == 0 {
+            break;
+        }
+    }
+    DecimalU64 { buf, start: i }
+}
+
+struct DecimalU64 {
+    buf: [u8; 20],
+    start: usize,
+}
+
+impl DecimalU64 {
+    fn as_str(&self) -> &str {
+        // Only ASCII digits were written.
+        std::str::from_utf8(&self.buf[self.start..]).unwrap_or("0")
+    }
 }
 
 /// `{"op":"status","stale":..,"seq":..}`.
@@ -698,6 +752,52 @@ mod tests {
         assert_eq!(frames[2]["seq"], 4);
         assert_eq!(frames[2]["prev_seq"], 3);
         assert_eq!(frames.len(), 3);
+    }
+
+    #[test]
+    fn event_frames_are_what_format_made() {
+        for (seq, prev) in [
+            (0u64, 0u64),
+            (7, 3),
+            (u64::MAX, u64::MAX - 1),
+            (1_000_000, 999_999),
+        ] {
+            let frame = event_frame(r#""units""#, seq, prev, r#"{"a":1}"#);
+            assert_eq!(
+                frame.as_str(),
+                format!(
+                    r#"{{"op":"event","channel":"units","seq":{seq},"prev_seq":{prev},"event":{{"a":1}}}}"#
+                )
+            );
+        }
+    }
+
+    #[test]
+    fn the_log_payload_is_sent_as_is_only_for_unit_updates_on_public_channels() {
+        let hub = Hub::new(100, HashSet::new());
+        let (link, mut rx) = ClientLink::new(1, 16);
+        hub.subscribe(&link, Channel::Units, None);
+        hub.subscribe(&link, Channel::City, None);
+        let _ = drain(&mut rx);
+        // Payloads with a field this gateway does not know.
+        for event in [
+            ev(1, "a", EventBody::UnitUpdated(unit("u1", "a"))),
+            ev(2, "a", EventBody::IncidentOpened(incident("i1", "a", None))),
+        ] {
+            let mut raw: Value = serde_json::to_value(&event).unwrap();
+            raw["future_field"] = Value::from("x");
+            assert!(hub.publish_with_json(event, Some(raw.to_string().into())));
+        }
+        let frames = drain(&mut rx);
+        assert_eq!(frames.len(), 2);
+        for f in &frames {
+            let carried = f["event"].get("future_field").is_some();
+            match f["channel"].as_str() {
+                Some("units") => assert!(carried, "units uses the log's bytes"),
+                Some("city") => assert!(!carried, "city re-serializes what it parsed"),
+                other => panic!("unexpected channel {other:?}"),
+            }
+        }
     }
 
     #[test]

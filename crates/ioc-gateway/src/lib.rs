@@ -234,6 +234,16 @@ impl Gateway {
         }
     }
 
+    /// [`Gateway::publish`] with the event as the output log holds it
+    /// (`json` is the serialization of `ev`): channels that do not mask
+    /// callers send those bytes instead of serializing the event again.
+    pub fn publish_serialized(&self, ev: ioc_model::OutputEvent, json: Arc<str>) {
+        let seq = ev.seq;
+        if !self.inner.hub.publish_with_json(ev, Some(json)) {
+            tracing::debug!(seq, "duplicate output event ignored");
+        }
+    }
+
     /// Caught up with Kafka (or not): drives `/readyz`.
     pub fn set_ready(&self, ready: bool) {
         self.inner.ready.store(ready, Ordering::Relaxed);

@@ -22,6 +22,13 @@ use crate::{IngestError, KafkaSettings};
 pub trait EventsReaderHooks: Send + Sync + 'static {
     /// One event, in log order.
     fn on_event(&self, ev: OutputEvent);
+    /// One event with its payload as read from the log (`json` is its
+    /// serialization), for a consumer that can reuse the bytes instead of
+    /// serializing again. Defaults to [`EventsReaderHooks::on_event`].
+    fn on_event_json(&self, ev: OutputEvent, json: &str) {
+        let _ = json;
+        self.on_event(ev);
+    }
     /// The reader reached the end of the log as it was at start.
     fn on_caught_up(&self);
     /// The broker became unreachable (`true`) or reachable again (`false`).
@@ -188,6 +195,7 @@ pub async fn run_events_reader(
         })
     };
 
+    let events_read = metrics::counter!(metric::EVENTS_READ);
     loop {
         tokio::select! {
             _ = shutdown.cancelled() => break,
@@ -200,10 +208,15 @@ pub async fn run_events_reader(
                     }
                 };
                 let offset = msg.offset();
-                match serde_json::from_slice::<OutputEvent>(msg.payload().unwrap_or_default()) {
+                let payload = msg.payload().unwrap_or_default();
+                match serde_json::from_slice::<OutputEvent>(payload) {
                     Ok(ev) => {
-                        metrics::counter!(metric::EVENTS_READ).increment(1);
-                        hooks.on_event(ev);
+                        events_read.increment(1);
+                        // Valid JSON is valid UTF-8.
+                        match std::str::from_utf8(payload) {
+                            Ok(json) => hooks.on_event_json(ev, json),
+                            Err(_) => hooks.on_event(ev),
+                        }
                     }
                     Err(e) => tracing::error!(offset, error = %e, "unreadable event in the output log, skipped"),
                 }

@@ -7,6 +7,7 @@
 //! acknowledged by the broker, strictly in input order; librdkafka commits
 //! stored offsets. Redelivered inputs are deduplicated by the engine.
 
+mod acks;
 mod embedded;
 mod events;
 pub mod metrics_names;

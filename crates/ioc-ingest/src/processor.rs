@@ -3,15 +3,17 @@
 //!
 //! For each input message: decode and validate it; apply it to the engine;
 //! produce the output events to `ioc.events` (or a dead letter with the
-//! reason to `ioc.dlq`); hand the delivery futures and the message's offset
-//! to the finalizer. The finalizer awaits the deliveries in input order and
-//! only then stores the offset, so a crash can redeliver but never skip. If
+//! reason to `ioc.dlq`) under the input's ticket (see [`crate::acks`]). The
+//! producer's delivery callback counts acknowledgements per ticket; the loop
+//! stores the offsets of the longest prefix of inputs whose outputs are all
+//! acknowledged, in input order, so a crash can redeliver but never skip. If
 //! a delivery fails (the DLQ or the events topic is unavailable past the
-//! producer's timeout) the finalizer stops storing offsets and the processor
-//! stops with an error: it stops committing rather than skipping.
+//! producer's timeout) offsets stop at that input and the processor stops
+//! with an error: it stops committing rather than skipping.
 //!
-//! Shutdown (cancel): stop fetching, drain the finalizer (every in-flight
-//! delivery acknowledged), commit stored offsets synchronously, return.
+//! Shutdown (cancel): stop fetching, flush the producer (every in-flight
+//! delivery acknowledged), store the last offsets, commit synchronously,
+//! return.
 
 use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
 use std::sync::Arc;
@@ -23,12 +25,13 @@ use ioc_model::{decode_input, DeadLetter, OutputEvent, Timestamp, Topics};
 use rdkafka::consumer::{CommitMode, Consumer, StreamConsumer};
 use rdkafka::error::KafkaError;
 use rdkafka::message::{Header, Message, OwnedHeaders};
-use rdkafka::producer::{DeliveryFuture, FutureProducer, FutureRecord, Producer};
+use rdkafka::producer::{BaseRecord, Producer, ThreadedProducer};
 use rdkafka::types::RDKafkaErrorCode;
 use rdkafka::util::Timeout;
-use tokio::sync::mpsc;
+use rdkafka::{Offset, TopicPartitionList};
 use tokio_util::sync::CancellationToken;
 
+use crate::acks::{AckContext, InputOffset, SharedTracker};
 use crate::metrics_names as metric;
 use crate::{IngestError, KafkaSettings};
 
@@ -138,19 +141,88 @@ fn spawn_lag_watch(
     })
 }
 
-/// One output on its way to the broker.
-enum Delivery {
-    /// Enqueued; resolves when the broker acknowledges or gives up.
-    InFlight(DeliveryFuture),
-    /// Refused before it left (e.g. larger than the producer allows).
-    Refused(String),
+/// The processor's producer: delivery reports counted per input ticket.
+type AckProducer = ThreadedProducer<AckContext>;
+
+/// How often the loop stores the offsets of completed inputs when nothing
+/// else wakes it (inputs stopped; the last acknowledgements came later).
+const STORE_INTERVAL: Duration = Duration::from_millis(20);
+
+/// Metric handles resolved once: a `metrics::counter!` with labels is a
+/// registry lookup (hash of name and labels) per call, on every input.
+struct Meters {
+    ok: Vec<(&'static str, metrics::Counter)>,
+    dlq: Vec<(&'static str, metrics::Counter, metrics::Counter)>,
+    apply_seconds: metrics::Histogram,
+    duplicates: metrics::Counter,
+    recommendations: metrics::Counter,
+    events_produced: metrics::Counter,
+    last_seq: metrics::Gauge,
+    offsets_stored: metrics::Counter,
+    produce_errors: metrics::Counter,
 }
 
-/// Outputs of one input, awaiting acknowledgement.
-struct Pending {
-    deliveries: Vec<(String, Delivery)>,
-    /// Offset to store once delivered (`None` for clock ticks).
-    offset: Option<(String, i32, i64)>,
+impl Meters {
+    fn new() -> Self {
+        let labels = [
+            "calls",
+            "incidents",
+            "positions",
+            "units",
+            "commands",
+            "unknown",
+        ];
+        Self {
+            ok: labels
+                .iter()
+                .map(|&l| {
+                    (
+                        l,
+                        metrics::counter!(metric::INGEST_MESSAGES, "topic" => l, "outcome" => "ok"),
+                    )
+                })
+                .collect(),
+            dlq: labels
+                .iter()
+                .map(|&l| {
+                    (
+                        l,
+                        metrics::counter!(metric::INGEST_MESSAGES, "topic" => l, "outcome" => "dlq"),
+                        metrics::counter!(metric::DLQ_MESSAGES, "topic" => l),
+                    )
+                })
+                .collect(),
+            apply_seconds: metrics::histogram!(metric::ENGINE_APPLY_SECONDS),
+            duplicates: metrics::counter!(metric::DUPLICATES),
+            recommendations: metrics::counter!(metric::RECOMMENDATIONS),
+            events_produced: metrics::counter!(metric::EVENTS_PRODUCED),
+            last_seq: metrics::gauge!(metric::LAST_SEQ),
+            offsets_stored: metrics::counter!(metric::OFFSETS_STORED),
+            produce_errors: metrics::counter!(metric::PRODUCE_ERRORS),
+        }
+    }
+
+    fn handled_ok(&self, label: &'static str) {
+        match self.ok.iter().find(|(l, _)| *l == label) {
+            Some((_, c)) => c.increment(1),
+            None => metrics::counter!(metric::INGEST_MESSAGES, "topic" => label, "outcome" => "ok")
+                .increment(1),
+        }
+    }
+
+    fn dead_lettered(&self, label: &'static str) {
+        match self.dlq.iter().find(|(l, _, _)| *l == label) {
+            Some((_, a, b)) => {
+                a.increment(1);
+                b.increment(1);
+            }
+            None => {
+                metrics::counter!(metric::INGEST_MESSAGES, "topic" => label, "outcome" => "dlq")
+                    .increment(1);
+                metrics::counter!(metric::DLQ_MESSAGES, "topic" => label).increment(1);
+            }
+        }
+    }
 }
 
 /// Runs the processor until `shutdown` is cancelled or a delivery fails.
@@ -177,33 +249,59 @@ pub async fn run_processor(
             )
             .create()?,
     );
-    let producer: FutureProducer = config.kafka.producer_config().create()?;
+    let acks = Arc::new(SharedTracker::default());
+    let producer: AckProducer = config
+        .kafka
+        .producer_config()
+        .create_with_context(AckContext {
+            shared: Arc::clone(&acks),
+        })?;
     let inputs = config.topics.inputs();
     consumer.subscribe(&inputs)?;
     status.last_seq.store(engine.last_seq(), Ordering::Relaxed);
     tracing::info!(group = %config.group_id, topics = ?inputs, last_seq = engine.last_seq(), "processor started");
 
-    let (tx, rx) = mpsc::channel::<Pending>(config.max_in_flight.max(1));
-    let failed = CancellationToken::new();
-    let finalizer = tokio::spawn(finalize(
-        rx,
-        Arc::clone(&consumer),
-        Arc::clone(&status),
-        failed.clone(),
-    ));
-
+    let meters = Meters::new();
+    let max_in_flight = config.max_in_flight.max(1);
     let lag_watch = spawn_lag_watch(Arc::clone(&consumer), Arc::clone(&status), shutdown.clone());
     let mut tick = tokio::time::interval(config.tick_interval);
     tick.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
+    let mut store_tick = tokio::time::interval(STORE_INTERVAL);
+    store_tick.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
     let mut last_input: Option<(Timestamp, Instant)> = None;
     let result = loop {
+        // Bound the inputs in flight (memory, and the redelivery window
+        // after a crash): wait for the oldest to be acknowledged. Shutdown
+        // and failure are answered below, not held up here.
+        while acks.lock().in_flight() >= max_in_flight
+            && !acks.failed.is_cancelled()
+            && !shutdown.is_cancelled()
+        {
+            store_completed(&acks, &consumer, &status, &meters);
+            if acks.lock().in_flight() < max_in_flight {
+                break;
+            }
+            tokio::select! {
+                _ = acks.progress.notified() => {}
+                _ = shutdown.cancelled() => {}
+                _ = tokio::time::sleep(STORE_INTERVAL) => {}
+            }
+        }
         tokio::select! {
             biased;
             _ = shutdown.cancelled() => break Ok(()),
-            _ = failed.cancelled() => break Err(IngestError::Delivery {
-                topic: "output".into(),
-                reason: "a delivery failed; see the log".into(),
-            }),
+            _ = acks.failed.cancelled() => {
+                // Store what completed before the failure, then stop.
+                store_completed(&acks, &consumer, &status, &meters);
+                let reason = acks.lock().failure().map(|f| f.reason.clone()).unwrap_or_default();
+                meters.produce_errors.increment(1);
+                tracing::error!(error = %reason, "delivery failed: offsets stop here");
+                break Err(IngestError::Delivery {
+                    topic: "output".into(),
+                    reason,
+                });
+            }
+            _ = store_tick.tick() => store_completed(&acks, &consumer, &status, &meters),
             _ = tick.tick() => {
                 // Event time, advanced by the wall time since the last input:
                 // deadlines fire when inputs stop, and a replayed or sped-up
@@ -214,11 +312,10 @@ pub async fn run_processor(
                 };
                 let events = engine.tick(now);
                 if !events.is_empty() {
-                    let deliveries = produce_events(&producer, &config.topics, &events, "tick").await;
+                    let ticket = acks.lock().open(None);
+                    produce_events(&producer, &acks, ticket, &config.topics, &events, "tick", &meters).await;
+                    acks.lock().seal(ticket);
                     status.last_seq.store(engine.last_seq(), Ordering::Relaxed);
-                    if tx.send(Pending { deliveries, offset: None }).await.is_err() {
-                        break Ok(());
-                    }
                 }
             }
             msg = consumer.recv() => {
@@ -230,79 +327,88 @@ pub async fn run_processor(
                     }
                 };
                 status.running.store(true, Ordering::Relaxed);
-                let topic = msg.topic().to_string();
+                let topic = msg.topic();
                 let (partition, offset) = (msg.partition(), msg.offset());
                 let payload = msg.payload().unwrap_or_default();
-                let key = msg.key().and_then(|k| std::str::from_utf8(k).ok()).map(str::to_string);
-                let kind = config.topics.kind_of(&topic);
+                let kind = config.topics.kind_of(topic);
                 let label = kind.map(|k| k.label()).unwrap_or("unknown");
-                let mut cause = format!("{topic}:{partition}:{offset}");
+                let mut cause = None;
                 let outcome = match kind {
                     None => Err(format!("unknown topic {topic:?}")),
                     Some(kind) => match decode_input(kind, payload, Timestamp::now()) {
                         Err(e) => Err(e.to_string()),
                         Ok(input) => {
-                            if let Some(key) = Engine::dedupe_key(&input) {
-                                cause = key;
-                            }
+                            cause = Engine::dedupe_key(&input);
                             let started = Instant::now();
                             if last_input.is_none_or(|(ts, _)| input.ts() >= ts) {
                                 last_input = Some((input.ts(), started));
                             }
                             let dup_before = engine.stats().duplicates;
                             let applied = engine.apply(&input);
-                            metrics::histogram!(metric::ENGINE_APPLY_SECONDS).record(started.elapsed().as_secs_f64());
+                            meters.apply_seconds.record(started.elapsed().as_secs_f64());
                             if engine.stats().duplicates > dup_before {
-                                metrics::counter!(metric::DUPLICATES).increment(1);
+                                meters.duplicates.increment(1);
                             }
                             applied.map_err(|r| format!("rejected: {r}"))
                         }
                     },
                 };
-                let deliveries = match outcome {
+                let ticket = acks.lock().open(Some(InputOffset {
+                    topic: topic.to_string(),
+                    partition,
+                    offset,
+                }));
+                match outcome {
                     Ok(events) => {
-                        metrics::counter!(metric::INGEST_MESSAGES, "topic" => label, "outcome" => "ok").increment(1);
+                        meters.handled_ok(label);
                         if events.iter().any(|e| matches!(e.body, ioc_model::EventBody::DispatchRecommended(_))) {
-                            metrics::counter!(metric::RECOMMENDATIONS).increment(1);
+                            meters.recommendations.increment(1);
                         }
-                        produce_events(&producer, &config.topics, &events, &cause).await
+                        // Built only when there is something to produce.
+                        if !events.is_empty() {
+                            let cause = cause.unwrap_or_else(|| format!("{topic}:{partition}:{offset}"));
+                            produce_events(&producer, &acks, ticket, &config.topics, &events, &cause, &meters).await;
+                        }
                     }
                     Err(reason) => {
-                        metrics::counter!(metric::INGEST_MESSAGES, "topic" => label, "outcome" => "dlq").increment(1);
-                        metrics::counter!(metric::DLQ_MESSAGES, "topic" => label).increment(1);
+                        meters.dead_lettered(label);
                         status.dead_lettered.fetch_add(1, Ordering::Relaxed);
                         tracing::info!(topic = %topic, partition, offset, reason = %reason, "dead-lettered");
+                        let key = msg.key().and_then(|k| std::str::from_utf8(k).ok()).map(str::to_string);
                         let letter = DeadLetter {
                             original_base64: base64::engine::general_purpose::STANDARD
                                 .encode(&payload[..payload.len().min(DeadLetter::MAX_ORIGINAL_BYTES)]),
                             original_size: payload.len() as u64,
                             original_truncated: payload.len() > DeadLetter::MAX_ORIGINAL_BYTES,
                             key: key.clone(),
-                            topic: topic.clone(),
+                            topic: topic.to_string(),
                             partition,
                             offset,
                             reason,
                             ts: Timestamp::now(),
                         };
                         let bytes = serde_json::to_vec(&letter).unwrap_or_default();
-                        let record_key = key.clone().unwrap_or_default();
-                        vec![(config.topics.dlq.clone(), send(&producer, &config.topics.dlq, &record_key, &bytes).await)]
+                        let record_key = key.unwrap_or_default();
+                        send(&producer, &acks, ticket, &config.topics.dlq, &record_key, &bytes, None).await;
                     }
-                };
-                status.last_seq.store(engine.last_seq(), Ordering::Relaxed);
-                metrics::gauge!(metric::LAST_SEQ).set(engine.last_seq() as f64);
-                if tx.send(Pending { deliveries, offset: Some((topic, partition, offset)) }).await.is_err() {
-                    break Ok(());
                 }
+                acks.lock().seal(ticket);
+                status.last_seq.store(engine.last_seq(), Ordering::Relaxed);
+                meters.last_seq.set(engine.last_seq() as f64);
             }
         }
     };
 
     // Drain: every in-flight output acknowledged and its offset stored.
     lag_watch.abort();
-    drop(tx);
-    let drained = finalizer.await.unwrap_or(false);
-    let _ = producer.flush(Timeout::After(Duration::from_secs(10)));
+    if let Err(e) = &producer.flush(Timeout::After(Duration::from_secs(10))) {
+        tracing::warn!(error = %e, "producer flush at shutdown");
+    }
+    store_completed(&acks, &consumer, &status, &meters);
+    let drained = {
+        let t = acks.lock();
+        t.failure().is_none() && t.in_flight() == 0
+    };
     match consumer.commit_consumer_state(CommitMode::Sync) {
         Ok(()) => tracing::info!(
             handled = status.handled.load(Ordering::Relaxed),
@@ -321,21 +427,72 @@ pub async fn run_processor(
     result
 }
 
-/// Produces the outputs of one input (or one clock tick) as a batch: every
-/// event carries the input's dedupe key in the `ioc-cause` header, and the
-/// last one carries `ioc-batch-end`. Recovery uses both: it ignores a batch
-/// cut short by a crash (the input is redelivered and re-emits it, with the
-/// same seqs), and remembers every cause as applied.
+/// Stores the offsets of the inputs completed since the last call (every
+/// output acknowledged, every earlier input too): the highest offset per
+/// partition, in one call.
+fn store_completed(
+    acks: &SharedTracker,
+    consumer: &StreamConsumer,
+    status: &ProcessorStatus,
+    meters: &Meters,
+) {
+    let completed = acks.lock().drain_completed();
+    if completed.is_empty() {
+        return;
+    }
+    let n = completed.len() as u64;
+    // Input order within a partition is offset order: the last one wins.
+    let mut latest: Vec<&InputOffset> = Vec::new();
+    for o in &completed {
+        match latest
+            .iter_mut()
+            .find(|l| l.partition == o.partition && l.topic == o.topic)
+        {
+            Some(l) => *l = o,
+            None => latest.push(o),
+        }
+    }
+    let mut tpl = TopicPartitionList::with_capacity(latest.len());
+    for o in &latest {
+        // The stored offset is the next message to read.
+        if let Err(e) =
+            tpl.add_partition_offset(&o.topic, o.partition, Offset::Offset(o.offset + 1))
+        {
+            tracing::warn!(topic = %o.topic, partition = o.partition, error = %e, "offset not stored");
+        }
+    }
+    match consumer.store_offsets(&tpl) {
+        Ok(()) => {}
+        // After a rebalance a partition may be gone: the new owner will
+        // redeliver, and the engine dedupes. The others are stored.
+        Err(e) => tracing::warn!(error = %e, "some offsets not stored"),
+    }
+    status.handled.fetch_add(n, Ordering::Relaxed);
+    meters.offsets_stored.increment(n);
+}
+
+/// Produces the outputs of one input (or one clock tick) as a batch under
+/// its ticket: every event carries the input's dedupe key in the
+/// `ioc-cause` header, and the last one carries `ioc-batch-end`. Recovery
+/// uses both: it ignores a batch cut short by a crash (the input is
+/// redelivered and re-emits it, with the same seqs), and remembers every
+/// cause as applied.
 async fn produce_events(
-    producer: &FutureProducer,
+    producer: &AckProducer,
+    acks: &SharedTracker,
+    ticket: u64,
     topics: &Topics,
     events: &[OutputEvent],
     cause: &str,
-) -> Vec<(String, Delivery)> {
-    let mut out = Vec::with_capacity(events.len());
+    meters: &Meters,
+) {
+    let mut bytes = Vec::with_capacity(512);
     for (i, ev) in events.iter().enumerate() {
-        let bytes = serde_json::to_vec(ev).unwrap_or_default();
-        let mut headers = OwnedHeaders::new().insert(Header {
+        bytes.clear();
+        if serde_json::to_writer(&mut bytes, ev).is_err() {
+            bytes.clear();
+        }
+        let mut headers = OwnedHeaders::new_with_capacity(2).insert(Header {
             key: crate::events::CAUSE_HEADER,
             value: Some(cause),
         });
@@ -345,97 +502,55 @@ async fn produce_events(
                 value: Some("1"),
             });
         }
-        out.push((
-            topics.events.clone(),
-            send_with(
-                producer,
-                &topics.events,
-                ev.entity_id(),
-                &bytes,
-                Some(headers),
-            )
-            .await,
-        ));
+        send(
+            producer,
+            acks,
+            ticket,
+            &topics.events,
+            ev.entity_id(),
+            &bytes,
+            Some(headers),
+        )
+        .await;
     }
-    metrics::counter!(metric::EVENTS_PRODUCED).increment(events.len() as u64);
-    out
+    meters.events_produced.increment(events.len() as u64);
 }
 
-/// Enqueues one record, waiting (not dropping) while librdkafka's queue is
-/// full. Any other refusal is returned as such: it counts as a failed
-/// delivery, so offsets stop there instead of the loop spinning on it.
-async fn send(producer: &FutureProducer, topic: &str, key: &str, payload: &[u8]) -> Delivery {
-    send_with(producer, topic, key, payload, None).await
-}
-
-async fn send_with(
-    producer: &FutureProducer,
+/// Enqueues one record under `ticket`, waiting (not dropping) while
+/// librdkafka's queue is full. Any other refusal fails the ticket: it
+/// counts as a failed delivery, so offsets stop there instead of the loop
+/// spinning on it.
+async fn send(
+    producer: &AckProducer,
+    acks: &SharedTracker,
+    ticket: u64,
     topic: &str,
     key: &str,
     payload: &[u8],
-    headers: Option<OwnedHeaders>,
-) -> Delivery {
+    mut headers: Option<OwnedHeaders>,
+) {
+    // Counted before the send: the delivery report may come first.
+    acks.lock().add_output(ticket);
     loop {
-        let mut record = FutureRecord::to(topic).key(key).payload(payload);
-        if let Some(h) = &headers {
-            record = record.headers(h.clone());
+        let mut record = BaseRecord::with_opaque_to(topic, ticket as usize)
+            .key(key)
+            .payload(payload);
+        if let Some(h) = headers.take() {
+            record = record.headers(h);
         }
-        match producer.send_result(record) {
-            Ok(f) => return Delivery::InFlight(f),
-            Err((KafkaError::MessageProduction(RDKafkaErrorCode::QueueFull), _)) => {
+        match producer.send(record) {
+            Ok(()) => return,
+            Err((KafkaError::MessageProduction(RDKafkaErrorCode::QueueFull), record)) => {
+                headers = record.headers;
                 tracing::debug!("producer queue full, waiting");
                 tokio::time::sleep(Duration::from_millis(5)).await;
             }
-            Err((e, _)) => return Delivery::Refused(e.to_string()),
-        }
-    }
-}
-
-/// Awaits deliveries in input order and stores offsets behind them. Returns
-/// false if a delivery failed (and stops storing from there on).
-async fn finalize(
-    mut rx: mpsc::Receiver<Pending>,
-    consumer: Arc<StreamConsumer>,
-    status: Arc<ProcessorStatus>,
-    failed: CancellationToken,
-) -> bool {
-    while let Some(p) = rx.recv().await {
-        for (topic, d) in p.deliveries {
-            let failure = match d {
-                Delivery::Refused(e) => Some(e),
-                Delivery::InFlight(f) => match f.await {
-                    Ok(Ok(_)) => None,
-                    Ok(Err((e, _))) => Some(e.to_string()),
-                    Err(_) => Some("delivery cancelled".to_string()),
-                },
-            };
-            let ok = match failure {
-                None => true,
-                Some(e) => {
-                    tracing::error!(topic = %topic, error = %e, "delivery failed: offsets stop here");
-                    false
-                }
-            };
-            if !ok {
-                metrics::counter!(metric::PRODUCE_ERRORS).increment(1);
-                failed.cancel();
-                return false;
-            }
-        }
-        if let Some((topic, partition, offset)) = p.offset {
-            // librdkafka stores offset + 1: the next message to read.
-            match consumer.store_offset(&topic, partition, offset) {
-                Ok(()) => {
-                    status.handled.fetch_add(1, Ordering::Relaxed);
-                    metrics::counter!(metric::OFFSETS_STORED).increment(1);
-                }
-                // After a rebalance the partition may be gone: the new owner
-                // will redeliver, and the engine dedupes.
-                Err(e) => {
-                    tracing::warn!(topic = %topic, partition, offset, error = %e, "offset not stored")
-                }
+            Err((e, _)) => {
+                tracing::error!(topic, error = %e, "output refused by the producer");
+                acks.lock().fail(ticket, e.to_string());
+                acks.failed.cancel();
+                return;
             }
         }
     }
-    true
 }

@@ -113,6 +113,9 @@ impl EventsReaderHooks for GatewayFeed {
     fn on_event(&self, ev: OutputEvent) {
         self.gateway.publish(ev);
     }
+    fn on_event_json(&self, ev: OutputEvent, json: &str) {
+        self.gateway.publish_serialized(ev, Arc::from(json));
+    }
     fn on_caught_up(&self) {
         tracing::info!(
             seq = self.gateway.last_seq(),
