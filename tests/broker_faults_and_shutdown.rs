@@ -14,10 +14,10 @@ use anyhow::Context;
 use futures::StreamExt;
 use ioc_gateway::auth::Role;
 use ioc_integration_tests::{
-    committed_offsets, end_offsets, eventually, produce, producer, read_topic, token, ServeProcess,
-    TestSystem, WsClient,
+    committed_offsets, end_offsets, eventually, get_list, produce, producer, read_topic, token,
+    ServeProcess, TestSystem, WsClient,
 };
-use serde_json::{json, Value};
+use serde_json::json;
 
 fn now() -> String {
     ioc_model::Timestamp::now().to_rfc3339()
@@ -31,15 +31,7 @@ fn call(id: &str, lat: f64, lon: f64) -> Vec<u8> {
 }
 
 async fn incident_ids(http: &reqwest::Client, base: &str, token: &str) -> Option<Vec<String>> {
-    let v: Vec<Value> = http
-        .get(format!("{base}/api/incidents"))
-        .bearer_auth(token)
-        .send()
-        .await
-        .ok()?
-        .json()
-        .await
-        .ok()?;
+    let v = get_list(http, &format!("{base}/api/incidents"), token).await?;
     Some(
         v.iter()
             .filter_map(|i| i["incident_id"].as_str().map(str::to_string))

@@ -7,10 +7,12 @@ use std::time::Duration;
 
 use anyhow::Context;
 use ioc_gateway::auth::Role;
-use ioc_integration_tests::{eventually, produce, producer, read_topic, token, TestSystem};
+use ioc_integration_tests::{
+    eventually, get_list, produce, producer, read_topic, token, TestSystem,
+};
 use rdkafka::producer::FutureProducer;
 use rdkafka::ClientConfig;
-use serde_json::{json, Value};
+use serde_json::json;
 
 const WAIT: Duration = Duration::from_secs(30);
 
@@ -183,15 +185,7 @@ async fn every_kind_of_hostile_input_is_dead_lettered_with_a_reason() -> anyhow:
     let http = reqwest::Client::new();
     let dispatcher = token(Role::Dispatcher, None);
     eventually(WAIT, "the valid call after the hostile ones", || async {
-        let v: Vec<Value> = http
-            .get(format!("{}/api/incidents", sys.http()))
-            .bearer_auth(&dispatcher)
-            .send()
-            .await
-            .ok()?
-            .json()
-            .await
-            .ok()?;
+        let v = get_list(&http, &format!("{}/api/incidents", sys.http()), &dispatcher).await?;
         v.iter()
             .any(|i| i["incident_id"] == "inc-after-hostile")
             .then_some(())

@@ -7,10 +7,10 @@ use std::time::Duration;
 use anyhow::Context;
 use ioc_gateway::auth::Role;
 use ioc_integration_tests::{
-    eventually, produce, producer, read_topic, token, TestSystem, WsClient,
+    eventually, get_list, produce, producer, read_topic, token, TestSystem, WsClient,
 };
 use ioc_router::distance_m;
-use serde_json::{json, Value};
+use serde_json::json;
 
 const WAIT: Duration = Duration::from_secs(20);
 
@@ -71,15 +71,7 @@ async fn call_is_routed_to_the_truly_nearest_available_unit_and_bad_input_is_dea
     // does not order them: register first, then send positions (a position
     // of an unregistered unit is dead-lettered by contract).
     eventually(WAIT, "all units registered", || async {
-        let units: Vec<Value> = http
-            .get(format!("{}/api/units", ts_sys.http()))
-            .bearer_auth(&ioc_token)
-            .send()
-            .await
-            .ok()?
-            .json()
-            .await
-            .ok()?;
+        let units = get_list(&http, &format!("{}/api/units", ts_sys.http()), &ioc_token).await?;
         (units.len() == fleet.len()).then_some(())
     })
     .await?;
@@ -89,15 +81,7 @@ async fn call_is_routed_to_the_truly_nearest_available_unit_and_bad_input_is_dea
     }
     // The gateway's picture has every unit with its position.
     eventually(WAIT, "all units visible over HTTP", || async {
-        let units: Vec<Value> = http
-            .get(format!("{}/api/units", ts_sys.http()))
-            .bearer_auth(&ioc_token)
-            .send()
-            .await
-            .ok()?
-            .json()
-            .await
-            .ok()?;
+        let units = get_list(&http, &format!("{}/api/units", ts_sys.http()), &ioc_token).await?;
         let located = units.iter().filter(|u| !u["position"].is_null()).count();
         (located == fleet.len()).then_some(())
     })

@@ -13,7 +13,7 @@ use anyhow::Context;
 use ioc_gateway::auth::Role;
 use ioc_ingest::EmbeddedBroker;
 use ioc_integration_tests::{
-    eventually, produce, producer, read_topic, token, ServeProcess, WsClient,
+    eventually, get_list, produce, producer, read_topic, token, ServeProcess, WsClient,
 };
 use serde_json::{json, Value};
 
@@ -131,16 +131,13 @@ async fn restart_resumes_without_loss_or_double_dispatch() -> anyhow::Result<()>
         produce(&p, &topics.units, id, msg.to_string().as_bytes()).await?;
     }
     eventually(Duration::from_secs(30), "fleet registered", || async {
-        let n = http
-            .get(format!("http://{}/api/units", serve.addr))
-            .bearer_auth(&ioc_token)
-            .send()
-            .await
-            .ok()?
-            .json::<Vec<Value>>()
-            .await
-            .ok()?
-            .len();
+        let n = get_list(
+            &http,
+            &format!("http://{}/api/units", serve.addr),
+            &ioc_token,
+        )
+        .await?
+        .len();
         (n == units.len()).then_some(())
     })
     .await?;
@@ -223,15 +220,12 @@ async fn restart_resumes_without_loss_or_double_dispatch() -> anyhow::Result<()>
     serve.wait_ready(Duration::from_secs(60)).await?;
     let incidents: Vec<Value> =
         eventually(Duration::from_secs(60), "every call reflected", || async {
-            let v: Vec<Value> = http
-                .get(format!("http://{}/api/incidents", serve.addr))
-                .bearer_auth(&ioc_token)
-                .send()
-                .await
-                .ok()?
-                .json()
-                .await
-                .ok()?;
+            let v = get_list(
+                &http,
+                &format!("http://{}/api/incidents", serve.addr),
+                &ioc_token,
+            )
+            .await?;
             (v.len() >= calls).then_some(v)
         })
         .await?;

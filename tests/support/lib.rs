@@ -201,6 +201,19 @@ impl WsClient {
     }
 }
 
+/// `GET` a JSON array from the gateway with a bearer token; `None` on any
+/// failure, so that it fits [`eventually`].
+pub async fn get_list(http: &reqwest::Client, url: &str, token: &str) -> Option<Vec<Value>> {
+    http.get(url)
+        .bearer_auth(token)
+        .send()
+        .await
+        .ok()?
+        .json()
+        .await
+        .ok()
+}
+
 /// Polls `f` until it returns `Some`, or fails after `timeout`.
 pub async fn eventually<T, F, Fut>(timeout: Duration, what: &str, mut f: F) -> anyhow::Result<T>
 where

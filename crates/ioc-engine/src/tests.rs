@@ -85,20 +85,7 @@ fn types(evs: &[OutputEvent]) -> Vec<&'static str> {
 }
 
 fn with_fleet(e: &mut Engine) {
-    // Hai Chau centre ~ (16.0678, 108.2208)
-    let fleet = [
-        ("amb-1", UnitKind::Ambulance, 16.0700, 108.2200),
-        ("amb-2", UnitKind::Ambulance, 16.0300, 108.2000),
-        ("amb-3", UnitKind::Ambulance, 16.1000, 108.1500),
-        ("fire-1", UnitKind::FireEngine, 16.0600, 108.2100),
-        ("fire-2", UnitKind::FireEngine, 16.0500, 108.2400),
-        ("pol-1", UnitKind::Police, 16.0650, 108.2250),
-    ];
-    for (i, (id, kind, lat, lon)) in fleet.iter().enumerate() {
-        e.apply(&unit(id, *kind, UnitStatus::Available, i as i64))
-            .unwrap();
-        e.apply(&ping(id, *lat, *lon, i as i64)).unwrap();
-    }
+    with_fleet_log(e, &mut Vec::new());
 }
 
 #[test]
@@ -913,6 +900,8 @@ fn on_duty_units_without_pings_raise_stale_gps_cleared_by_the_next_ping() {
     assert!(!log.is_empty());
 }
 
+/// The test fleet around Hai Chau centre (~16.0678, 108.2208), registered
+/// and located; its output events are appended to `log`.
 fn with_fleet_log(e: &mut Engine, log: &mut Vec<OutputEvent>) {
     let fleet = [
         ("amb-1", UnitKind::Ambulance, 16.0700, 108.2200),
