@@ -117,20 +117,30 @@ impl Channel {
         }
     }
 
-    /// Whether `ev` belongs on this channel.
-    pub fn carries(&self, ev: &OutputEvent) -> bool {
+    /// Whether `ev` belongs on this channel. `left` is the district a
+    /// `unit.updated` event's unit left (see [`Channel::routes`]).
+    pub fn carries(&self, ev: &OutputEvent, left: Option<&str>) -> bool {
         let is_unit = matches!(ev.body, EventBody::UnitUpdated(_));
         match self {
             Channel::City | Channel::Dispatch => !is_unit,
             Channel::Units => is_unit,
-            Channel::District(id) => ev.district.as_deref() == Some(id.as_str()),
+            Channel::District(id) => {
+                ev.district.as_deref() == Some(id.as_str()) || left == Some(id.as_str())
+            }
         }
     }
 
     /// The channels `ev` is routed to (at most three lookups per event).
-    pub fn routes(ev: &OutputEvent) -> Vec<Channel> {
+    ///
+    /// `left` is the district a `unit.updated` event's unit was in before
+    /// this event, when that is not the event's district: the unit moved
+    /// out. That district's channel gets this one update too, so its screen
+    /// can drop the unit (its snapshot no longer holds it), and nothing
+    /// else of the unit's new district.
+    pub fn routes(ev: &OutputEvent, left: Option<&str>) -> Vec<Channel> {
         let mut out = Vec::with_capacity(3);
-        if matches!(ev.body, EventBody::UnitUpdated(_)) {
+        let is_unit = matches!(ev.body, EventBody::UnitUpdated(_));
+        if is_unit {
             out.push(Channel::Units);
         } else {
             out.push(Channel::City);
@@ -138,6 +148,9 @@ impl Channel {
         }
         if let Some(d) = &ev.district {
             out.push(Channel::District(d.clone()));
+        }
+        if let Some(left) = left.filter(|l| is_unit && ev.district.as_deref() != Some(*l)) {
+            out.push(Channel::District(left.to_string()));
         }
         out
     }
@@ -207,6 +220,41 @@ mod tests {
             .authorize(&dist)
             .unwrap_err();
         assert_eq!(err.code(), "forbidden");
+    }
+
+    #[test]
+    fn a_unit_update_also_goes_to_the_district_it_left() {
+        use crate::picture::fixtures::{alert, unit};
+        use ioc_model::Timestamp;
+        let ev = |district: Option<&str>, body| OutputEvent {
+            seq: 1,
+            ts: Timestamp::from_unix_millis(0),
+            district: district.map(Into::into),
+            body,
+        };
+        let d = |id: &str| Channel::District(id.into());
+        let moved = ev(Some("b"), EventBody::UnitUpdated(unit("u1", "b")));
+        assert_eq!(
+            Channel::routes(&moved, Some("a")),
+            vec![Channel::Units, d("b"), d("a")]
+        );
+        assert_eq!(
+            Channel::routes(&moved, Some("b")),
+            vec![Channel::Units, d("b")],
+            "staying put is no move"
+        );
+        assert_eq!(Channel::routes(&moved, None), vec![Channel::Units, d("b")]);
+        let outside = ev(None, EventBody::UnitUpdated(unit("u1", "b")));
+        assert_eq!(
+            Channel::routes(&outside, Some("a")),
+            vec![Channel::Units, d("a")]
+        );
+        // Only unit updates leave a district.
+        let raised = ev(Some("b"), EventBody::AlertRaised(alert("x", "b")));
+        assert_eq!(Channel::routes(&raised, Some("a")).len(), 3);
+        assert!(d("a").carries(&moved, Some("a")));
+        assert!(!d("a").carries(&moved, None));
+        assert!(!d("c").carries(&moved, Some("a")));
     }
 
     #[test]

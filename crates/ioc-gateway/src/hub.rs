@@ -313,11 +313,19 @@ struct HubState {
     stale: bool,
     picture: Picture,
     /// The last `history_len` events, oldest first, for `since` replay.
-    history: VecDeque<Arc<OutputEvent>>,
+    history: VecDeque<Logged>,
     /// Every connected client, for status broadcasts.
     clients: HashMap<u64, Arc<ClientLink>>,
     /// Subscribers by channel; a channel without subscribers has no entry.
     channels: HashMap<Channel, HashMap<u64, Subscriber>>,
+}
+
+/// An event of the history, with what routing needs beyond the event.
+struct Logged {
+    ev: Arc<OutputEvent>,
+    /// The district a `unit.updated` event's unit left (see
+    /// [`Channel::routes`]): replay sends it there too, like publish did.
+    left: Option<Box<str>>,
 }
 
 /// The picture, history and subscribers of a gateway.
@@ -378,12 +386,16 @@ impl Hub {
         if st.applied_any && ev.seq <= st.last_seq {
             return false;
         }
+        let left = departed_district(&st.picture, &ev);
         st.picture.apply(&ev);
         st.applied_any = true;
         st.last_seq = ev.seq;
         let ev = Arc::new(ev);
         if self.history_len > 0 {
-            st.history.push_back(ev.clone());
+            st.history.push_back(Logged {
+                ev: ev.clone(),
+                left: left.as_deref().map(Box::from),
+            });
             while st.history.len() > self.history_len {
                 st.history.pop_front();
             }
@@ -397,7 +409,7 @@ impl Hub {
         };
         let mut plain_json: Option<Arc<str>> = None;
         let mut masked_json: Option<Arc<str>> = None;
-        for channel in Channel::routes(&ev) {
+        for channel in Channel::routes(&ev, left.as_deref()) {
             let Some(subs) = st.channels.get_mut(&channel) else {
                 continue;
             };
@@ -589,6 +601,22 @@ fn raw_ok(channel: &Channel, ev: &OutputEvent) -> bool {
     !channel.masks_callers() || matches!(ev.body, EventBody::UnitUpdated(_))
 }
 
+/// The district a `unit.updated` event moves its unit out of: the one the
+/// picture holds for the unit before the event, when the event is routed
+/// elsewhere (another district, or none). Its screen showed the unit, so it
+/// must get this update to drop it. None for every other event.
+fn departed_district(picture: &Picture, ev: &OutputEvent) -> Option<String> {
+    let EventBody::UnitUpdated(u) = &ev.body else {
+        return None;
+    };
+    picture
+        .unit(&u.unit_id)?
+        .district
+        .as_deref()
+        .filter(|old| ev.district.as_deref() != Some(*old))
+        .map(str::to_string)
+}
+
 fn remove_subscriber(st: &mut HubState, channel: &Channel, id: u64) {
     if let Some(subs) = st.channels.get_mut(channel) {
         subs.remove(&id);
@@ -613,16 +641,16 @@ fn replayable(
     }
     if since < st.last_seq {
         let oldest = st.history.front()?;
-        if oldest.seq > since.saturating_add(1) {
+        if oldest.ev.seq > since.saturating_add(1) {
             return None;
         }
     }
-    let start = st.history.partition_point(|e| e.seq <= since);
+    let start = st.history.partition_point(|e| e.ev.seq <= since);
     let events: Vec<Arc<OutputEvent>> = st
         .history
         .range(start..)
-        .filter(|e| channel.carries(e))
-        .cloned()
+        .filter(|e| channel.carries(&e.ev, e.left.as_deref()))
+        .map(|e| e.ev.clone())
         .collect();
     (events.len() <= room).then_some(events)
 }
@@ -752,6 +780,70 @@ mod tests {
         assert_eq!(frames[2]["seq"], 4);
         assert_eq!(frames[2]["prev_seq"], 3);
         assert_eq!(frames.len(), 3);
+    }
+
+    #[test]
+    fn a_unit_leaving_a_district_is_sent_there_once_and_replayed_there() {
+        let hub = Hub::new(100, HashSet::new());
+        hub.publish(ev(1, "a", EventBody::UnitUpdated(unit("u1", "a"))));
+        let (a, mut rx_a) = ClientLink::new(1, 16);
+        let (b, mut rx_b) = ClientLink::new(2, 16);
+        let (c, mut rx_c) = ClientLink::new(3, 16);
+        hub.subscribe(&a, Channel::District("a".into()), None);
+        hub.subscribe(&b, Channel::District("b".into()), None);
+        hub.subscribe(&c, Channel::District("c".into()), None);
+        let _ = (drain(&mut rx_a), drain(&mut rx_b), drain(&mut rx_c));
+        hub.publish(ev(2, "b", EventBody::UnitUpdated(unit("u1", "b"))));
+        hub.publish(ev(3, "b", EventBody::UnitUpdated(unit("u1", "b"))));
+        // A unit seen for the first time leaves nowhere.
+        hub.publish(ev(4, "b", EventBody::UnitUpdated(unit("u2", "b"))));
+        let seqs = |frames: Vec<Value>| -> Vec<(u64, u64)> {
+            frames
+                .iter()
+                .map(|f| (f["seq"].as_u64().unwrap(), f["prev_seq"].as_u64().unwrap()))
+                .collect()
+        };
+        assert_eq!(
+            seqs(drain(&mut rx_a)),
+            vec![(2, 1)],
+            "only the leaving update"
+        );
+        assert_eq!(seqs(drain(&mut rx_b)), vec![(2, 1), (3, 2), (4, 3)]);
+        assert!(drain(&mut rx_c).is_empty());
+        // A unit leaving every district (outside the zones) is sent to the
+        // one it left as well.
+        let mut outside = unit("u2", "b");
+        outside.district = None;
+        hub.publish(OutputEvent {
+            district: None,
+            ..ev(5, "b", EventBody::UnitUpdated(outside))
+        });
+        assert_eq!(seqs(drain(&mut rx_b)), vec![(5, 4)]);
+        // Resuming with since replays what publish sent.
+        let (late, mut rx_late) = ClientLink::new(4, 16);
+        hub.subscribe(&late, Channel::District("a".into()), Some(1));
+        assert_eq!(seqs(drain(&mut rx_late)), vec![(2, 1)]);
+        let (late_b, mut rx_late_b) = ClientLink::new(5, 16);
+        hub.subscribe(&late_b, Channel::District("b".into()), Some(1));
+        assert_eq!(
+            seqs(drain(&mut rx_late_b)),
+            vec![(2, 1), (3, 2), (4, 3), (5, 4)]
+        );
+        // Fresh snapshots: the unit is in b only; u2 is in no district.
+        let snap = |channel: &str| {
+            let (link, mut rx) = ClientLink::new(9, 16);
+            hub.subscribe(&link, Channel::District(channel.into()), None);
+            let units: Vec<String> = drain(&mut rx)[0]["data"]["units"]
+                .as_array()
+                .unwrap()
+                .iter()
+                .map(|u| u["unit_id"].as_str().unwrap().to_string())
+                .collect();
+            hub.unregister(9, &[Channel::District(channel.into())].into());
+            units
+        };
+        assert!(snap("a").is_empty());
+        assert_eq!(snap("b"), vec!["u1".to_string()]);
     }
 
     #[test]

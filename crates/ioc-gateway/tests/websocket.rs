@@ -593,3 +593,222 @@ async fn shutdown_closes_every_websocket_with_1001() {
         .unwrap()
         .unwrap();
 }
+
+/// Unit ids in a snapshot frame's `data.units`.
+fn snapshot_units(snap: &serde_json::Value) -> Vec<String> {
+    assert_eq!(snap["op"], "snapshot", "{snap}");
+    snap["data"]["units"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|u| u["unit_id"].as_str().unwrap().to_string())
+        .collect()
+}
+
+/// `(seq, prev_seq)` of an event frame.
+fn chain(f: &serde_json::Value) -> (Option<u64>, Option<u64>) {
+    assert_eq!(f["op"], "event", "{f}");
+    (f["seq"].as_u64(), f["prev_seq"].as_u64())
+}
+
+/// A unit driving from hai_chau into son_tra: the hai_chau screen gets that
+/// one update (so it can drop the unit) and nothing more of the unit or of
+/// son_tra; son_tra gets everything; thanh_khe gets nothing; snapshots and
+/// `since` replays agree with the live feed.
+#[tokio::test]
+async fn a_unit_leaving_a_district_is_sent_to_the_district_it_left() {
+    let srv = start(|_| {}).await;
+    srv.gw.publish(unit_updated(1, "u1", "hai_chau"));
+    srv.gw.publish(unit_updated(2, "u2", "hai_chau"));
+    srv.gw.publish(unit_updated(3, "u3", "son_tra"));
+
+    let mut a = connect(srv.addr, &token(Role::District, Some("hai_chau"))).await;
+    let mut b = connect(srv.addr, &token(Role::District, Some("son_tra"))).await;
+    let mut c = connect(srv.addr, &token(Role::District, Some("thanh_khe"))).await;
+    for (ws, district) in [
+        (&mut a, "hai_chau"),
+        (&mut b, "son_tra"),
+        (&mut c, "thanh_khe"),
+    ] {
+        send(
+            ws,
+            json!({"op": "subscribe", "channel": format!("district:{district}")}),
+        )
+        .await;
+    }
+    assert_eq!(snapshot_units(&recv(&mut a).await), ["u1", "u2"]);
+    assert_eq!(snapshot_units(&recv(&mut b).await), ["u3"]);
+    assert!(snapshot_units(&recv(&mut c).await).is_empty());
+
+    srv.gw.publish(unit_updated(4, "u1", "son_tra")); // hai_chau -> son_tra
+    srv.gw.publish(unit_updated(5, "u1", "son_tra")); // moves within son_tra
+    srv.gw.publish(opened(6, "i1", "son_tra", None));
+    srv.gw.publish(unit_updated(7, "u2", "hai_chau")); // stays in hai_chau
+    srv.gw.publish(unit_updated(8, "u4", "thanh_khe"));
+
+    // hai_chau: the leaving update, then straight to its own unit's update.
+    let leaving = recv(&mut a).await;
+    assert_eq!(leaving["channel"], "district:hai_chau");
+    assert_eq!(chain(&leaving), (Some(4), Some(3)));
+    assert_eq!(leaving["event"]["type"], "unit.updated");
+    assert_eq!(leaving["event"]["district"], "son_tra");
+    assert_eq!(leaving["event"]["data"]["unit_id"], "u1");
+    assert_eq!(leaving["event"]["data"]["district"], "son_tra");
+    let next = recv(&mut a).await;
+    assert_eq!(chain(&next), (Some(7), Some(4)), "nothing else of son_tra");
+    assert_eq!(next["event"]["data"]["unit_id"], "u2");
+
+    // son_tra: every event of its district, once.
+    for (seq, prev) in [(4, 3), (5, 4), (6, 5)] {
+        let f = recv(&mut b).await;
+        assert_eq!(f["channel"], "district:son_tra");
+        assert_eq!(chain(&f), (Some(seq), Some(prev)));
+    }
+
+    // thanh_khe: nothing of the move; its first event chains to its snapshot.
+    let f = recv(&mut c).await;
+    assert_eq!(chain(&f), (Some(8), Some(3)));
+    assert_eq!(f["event"]["data"]["unit_id"], "u4");
+    for ws in [&mut a, &mut b, &mut c] {
+        assert_quiet(ws).await;
+    }
+
+    // Fresh snapshots: the unit is in son_tra's picture, not hai_chau's.
+    let mut a2 = connect(srv.addr, &token(Role::District, Some("hai_chau"))).await;
+    send(
+        &mut a2,
+        json!({"op": "subscribe", "channel": "district:hai_chau"}),
+    )
+    .await;
+    let snap = recv(&mut a2).await;
+    assert_eq!(snap["seq"], 8);
+    assert_eq!(snapshot_units(&snap), ["u2"]);
+    let mut b2 = connect(srv.addr, &token(Role::District, Some("son_tra"))).await;
+    send(
+        &mut b2,
+        json!({"op": "subscribe", "channel": "district:son_tra"}),
+    )
+    .await;
+    assert_eq!(snapshot_units(&recv(&mut b2).await), ["u1", "u3"]);
+
+    // A hai_chau screen resuming from before the move gets the same frames
+    // as the live one did.
+    let mut a3 = connect(srv.addr, &token(Role::District, Some("hai_chau"))).await;
+    send(
+        &mut a3,
+        json!({"op": "subscribe", "channel": "district:hai_chau", "since": 3}),
+    )
+    .await;
+    let f = recv(&mut a3).await;
+    assert_eq!(chain(&f), (Some(4), Some(3)));
+    assert_eq!(f["event"]["data"]["unit_id"], "u1");
+    assert_eq!(chain(&recv(&mut a3).await), (Some(7), Some(4)));
+    assert_quiet(&mut a3).await;
+}
+
+/// A connection holds at most 32 subscriptions: the 33rd is refused with an
+/// error frame and the socket stays up; subscribing again to a channel it
+/// holds does not count; unsubscribing frees a place.
+#[tokio::test]
+async fn the_33rd_subscription_is_refused_and_the_connection_stays_usable() {
+    const ZONES: usize = 40;
+    let srv = start_with_zones(many_zones(ZONES), |_| {}).await;
+    let mut ws = connect(srv.addr, &token(Role::Dispatcher, None)).await;
+
+    // city, dispatch, units and 29 districts: 32 channels.
+    let mut held: Vec<String> = ["city", "dispatch", "units"].map(String::from).to_vec();
+    held.extend((0..29).map(|i| format!("district:zone_{i:02}")));
+    assert_eq!(held.len(), 32);
+    for channel in &held {
+        send(&mut ws, json!({"op": "subscribe", "channel": channel})).await;
+        let snap = recv(&mut ws).await;
+        assert_eq!(snap["op"], "snapshot", "{channel}: {snap}");
+        assert_eq!(snap["channel"], channel.as_str());
+    }
+
+    // The 33rd: an error frame, no snapshot, the socket stays up.
+    send(
+        &mut ws,
+        json!({"op": "subscribe", "channel": "district:zone_29"}),
+    )
+    .await;
+    let err = recv(&mut ws).await;
+    assert_eq!(err["op"], "error");
+    assert_eq!(err["code"], "too_many_subscriptions");
+    assert_eq!(err["channel"], "district:zone_29");
+    assert!(
+        err["message"].as_str().unwrap().contains("32"),
+        "{}",
+        err["message"]
+    );
+
+    // Subscribing again to a channel held does not count: a fresh snapshot.
+    send(
+        &mut ws,
+        json!({"op": "subscribe", "channel": "district:zone_00"}),
+    )
+    .await;
+    let snap = recv(&mut ws).await;
+    assert_eq!(
+        (snap["op"].as_str(), snap["channel"].as_str()),
+        (Some("snapshot"), Some("district:zone_00"))
+    );
+
+    // Every subscription still delivers, once per channel.
+    srv.gw.publish(opened(1, "i1", "zone_00", None));
+    let mut got: Vec<String> = Vec::new();
+    for _ in 0..3 {
+        let f = recv(&mut ws).await;
+        assert_eq!(chain(&f), (Some(1), Some(0)));
+        got.push(f["channel"].as_str().unwrap().to_string());
+    }
+    got.sort();
+    assert_eq!(got, ["city", "dispatch", "district:zone_00"]);
+    // The refused channel gets nothing.
+    srv.gw.publish(opened(2, "i2", "zone_29", None));
+    let mut got: Vec<String> = Vec::new();
+    for _ in 0..2 {
+        let f = recv(&mut ws).await;
+        assert_eq!(chain(&f), (Some(2), Some(1)));
+        got.push(f["channel"].as_str().unwrap().to_string());
+    }
+    got.sort();
+    assert_eq!(got, ["city", "dispatch"]);
+    assert_quiet(&mut ws).await;
+
+    // Unsubscribing frees a place: now the 33rd channel fits, and is live.
+    send(
+        &mut ws,
+        json!({"op": "unsubscribe", "channel": "district:zone_28"}),
+    )
+    .await;
+    send(
+        &mut ws,
+        json!({"op": "subscribe", "channel": "district:zone_29"}),
+    )
+    .await;
+    let snap = recv(&mut ws).await;
+    assert_eq!(
+        (snap["op"].as_str(), snap["channel"].as_str()),
+        (Some("snapshot"), Some("district:zone_29"))
+    );
+    assert_eq!(snap["data"]["incidents"][0]["incident_id"], "i2");
+    // ... and the cap is 32 again.
+    send(
+        &mut ws,
+        json!({"op": "subscribe", "channel": "district:zone_28"}),
+    )
+    .await;
+    assert_eq!(recv(&mut ws).await["code"], "too_many_subscriptions");
+    srv.gw.publish(unit_updated(3, "u1", "zone_29"));
+    let mut got: Vec<String> = Vec::new();
+    for _ in 0..2 {
+        let f = recv(&mut ws).await;
+        assert_eq!(f["seq"], 3);
+        got.push(f["channel"].as_str().unwrap().to_string());
+    }
+    got.sort();
+    assert_eq!(got, ["district:zone_29", "units"]);
+    send(&mut ws, json!({"op": "ping"})).await;
+    assert_eq!(recv(&mut ws).await["op"], "pong");
+}

@@ -309,6 +309,17 @@ export function applyEvent(ev) {
       const id = d.unit_id;
       if (!id || older('unit', id, seq)) return;
       const old = state.units[id];
+      // A district screen gets the update of a unit leaving its district
+      // (docs/websocket.md): drop the unit rather than keep it with a
+      // district that is no longer this screen's.
+      if (state.screen === 'district' && state.district && d.district !== state.district) {
+        if (old) {
+          delete state.units[id];
+          dirty.unitsAll = true;
+          dirty.map = true;
+        }
+        break;
+      }
       const u = Object.assign({}, d);
       if (!u.position && old && old.position) u.position = old.position;
       state.units[id] = u;

@@ -69,11 +69,25 @@ pub fn zones() -> Value {
     json!({"type": "FeatureCollection", "features": [
         {"type": "Feature", "properties": {"id": "hai_chau"}, "geometry": null},
         {"type": "Feature", "properties": {"id": "son_tra"}, "geometry": null},
+        {"type": "Feature", "properties": {"id": "thanh_khe"}, "geometry": null},
     ]})
 }
 
-/// Starts a gateway on an ephemeral port.
+/// `n` zones `zone_00`, `zone_01`, ...
+pub fn many_zones(n: usize) -> Value {
+    let features: Vec<Value> = (0..n)
+        .map(|i| json!({"type": "Feature", "properties": {"id": format!("zone_{i:02}")}, "geometry": null}))
+        .collect();
+    json!({"type": "FeatureCollection", "features": features})
+}
+
+/// Starts a gateway on an ephemeral port with [`zones`].
 pub async fn start(tweak: impl FnOnce(&mut GatewayConfig)) -> TestServer {
+    start_with_zones(zones(), tweak).await
+}
+
+/// Starts a gateway on an ephemeral port with the given zones.
+pub async fn start_with_zones(zones: Value, tweak: impl FnOnce(&mut GatewayConfig)) -> TestServer {
     let dashboards = std::env::temp_dir().join(format!(
         "ioc-gateway-test-{}-{}",
         std::process::id(),
@@ -90,7 +104,7 @@ pub async fn start(tweak: impl FnOnce(&mut GatewayConfig)) -> TestServer {
     let sink = Arc::new(RecordingSink::default());
     let gw = Gateway::new(
         config,
-        zones(),
+        zones,
         sink.clone(),
         Arc::new(|| "gateway_up 1\n".to_string()),
     );
