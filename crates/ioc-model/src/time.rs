@@ -46,6 +46,44 @@ impl Timestamp {
 
     /// Formats as RFC 3339 UTC with millisecond precision.
     pub fn to_rfc3339(self) -> String {
+        let mut buf = [0u8; RFC3339_LEN];
+        match self.write_rfc3339(&mut buf) {
+            Some(s) => s.to_string(),
+            None => self.to_rfc3339_general(),
+        }
+    }
+
+    /// Formats years 0000–9999 into `buf` without allocating (every message
+    /// carries timestamps, so this is on the hot path); `None` outside.
+    fn write_rfc3339(self, buf: &mut [u8; RFC3339_LEN]) -> Option<&str> {
+        let days = self.0.div_euclid(MILLIS_PER_DAY);
+        let ms_of_day = self.0.rem_euclid(MILLIS_PER_DAY);
+        let (year, month, day) = civil_from_days(days);
+        if !(0..=9999).contains(&year) {
+            return None;
+        }
+        let (secs, ms) = (ms_of_day / 1000, ms_of_day % 1000);
+        let fields: [(usize, i64, usize); 7] = [
+            (0, year, 4),
+            (5, i64::from(month), 2),
+            (8, i64::from(day), 2),
+            (11, secs / 3600, 2),
+            (14, secs / 60 % 60, 2),
+            (17, secs % 60, 2),
+            (20, ms, 3),
+        ];
+        *buf = *b"0000-00-00T00:00:00.000Z";
+        for (at, mut v, width) in fields {
+            for i in (at..at + width).rev() {
+                buf[i] = b'0' + (v % 10) as u8;
+                v /= 10;
+            }
+        }
+        std::str::from_utf8(buf).ok()
+    }
+
+    /// Any representable time, through the `time` crate.
+    fn to_rfc3339_general(self) -> String {
         let nanos = i128::from(self.0) * 1_000_000;
         match OffsetDateTime::from_unix_timestamp_nanos(nanos) {
             Ok(dt) => {
@@ -67,6 +105,23 @@ impl Timestamp {
     }
 }
 
+const RFC3339_LEN: usize = 24;
+const MILLIS_PER_DAY: i64 = 86_400_000;
+
+/// Proleptic Gregorian (year, month, day) of a day count since 1970-01-01
+/// (Howard Hinnant's `civil_from_days`).
+fn civil_from_days(days: i64) -> (i64, u32, u32) {
+    let z = days + 719_468;
+    let era = z.div_euclid(146_097);
+    let doe = z.rem_euclid(146_097);
+    let yoe = (doe - doe / 1460 + doe / 36_524 - doe / 146_096) / 365;
+    let doy = doe - (365 * yoe + yoe / 4 - yoe / 100);
+    let mp = (5 * doy + 2) / 153;
+    let day = (doy - (153 * mp + 2) / 5 + 1) as u32;
+    let month = if mp < 10 { mp + 3 } else { mp - 9 } as u32;
+    (yoe + era * 400 + i64::from(month <= 2), month, day)
+}
+
 impl fmt::Display for Timestamp {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
         f.write_str(&self.to_rfc3339())
@@ -75,7 +130,11 @@ impl fmt::Display for Timestamp {
 
 impl Serialize for Timestamp {
     fn serialize<S: Serializer>(&self, s: S) -> Result<S::Ok, S::Error> {
-        s.serialize_str(&self.to_rfc3339())
+        let mut buf = [0u8; RFC3339_LEN];
+        match self.write_rfc3339(&mut buf) {
+            Some(text) => s.serialize_str(text),
+            None => s.serialize_str(&self.to_rfc3339_general()),
+        }
     }
 }
 
@@ -110,6 +169,40 @@ mod tests {
         assert_eq!(t.to_rfc3339(), "2026-11-23T08:15:30.250Z");
         let offset = Timestamp::parse("2026-11-23T15:15:30.250+07:00").unwrap();
         assert_eq!(offset, t);
+    }
+
+    proptest::proptest! {
+        /// The allocation-free formatter writes what the `time` crate writes,
+        /// from year 0 to 9999 (leap years, centuries, epoch, negatives).
+        #[test]
+        fn fast_format_agrees_with_the_time_crate(
+            ms in -62_167_219_200_000i64..253_402_300_800_000,
+        ) {
+            let t = Timestamp::from_unix_millis(ms);
+            let mut buf = [0u8; RFC3339_LEN];
+            let fast = t.write_rfc3339(&mut buf).map(str::to_string);
+            proptest::prop_assert_eq!(fast, Some(t.to_rfc3339_general()));
+            proptest::prop_assert_eq!(Timestamp::parse(&t.to_rfc3339()), Ok(t));
+        }
+    }
+
+    #[test]
+    fn formats_edges_and_falls_back_outside_four_digit_years() {
+        for (ms, want) in [
+            (0, "1970-01-01T00:00:00.000Z"),
+            (-1, "1969-12-31T23:59:59.999Z"),
+            (951_782_400_000, "2000-02-29T00:00:00.000Z"),
+            (-62_167_219_200_000, "0000-01-01T00:00:00.000Z"),
+            (253_402_300_799_999, "9999-12-31T23:59:59.999Z"),
+        ] {
+            assert_eq!(Timestamp::from_unix_millis(ms).to_rfc3339(), want);
+            let json = serde_json::to_string(&Timestamp::from_unix_millis(ms)).unwrap();
+            assert_eq!(json, format!("\"{want}\""));
+        }
+        let far = Timestamp::from_unix_millis(253_402_300_800_000);
+        assert_eq!(far.to_rfc3339(), far.to_rfc3339_general());
+        // Beyond year 9999 the time crate cannot represent it: the epoch, as before.
+        assert_eq!(far.to_rfc3339(), "1970-01-01T00:00:00.000Z");
     }
 
     #[test]
