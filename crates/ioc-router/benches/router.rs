@@ -5,7 +5,10 @@
 //! * `nearest_available_k5/{n}`: the 5 nearest *available ambulances* among
 //!   n units (4 kinds, half of them available) to a query point in Da Nang.
 //! * `position_update/{n}`: an available unit moves by up to ~50 m (what a
-//!   1–10 s ping does), remove + insert.
+//!   1–10 s ping does); remove + insert for the others, the lazy update
+//!   (remove + insert only when the unit leaves its box) for ours.
+//! * `margin/...`: ours with box margins 0–400 m: update cost for a random
+//!   walk and for driving (70 m straight per ping), query cost after driving.
 //! * `zone_lookup`: the district of a point.
 //!
 //! Contenders: `ours` (`ioc_router::UnitIndex`: one rstar tree per kind of
@@ -226,6 +229,24 @@ fn nearest(c: &mut Criterion) {
                 .iter()
                 .map(|i| d2(&f.units[*i as usize].p, q))
                 .collect();
+            let (lat, lon) = f
+                .queries
+                .iter()
+                .find(|x| x.2 == *q)
+                .map(|x| (x.0, x.1))
+                .unwrap();
+            let ours: Vec<f64> = f
+                .ours
+                .nearest_available(UnitKind::Ambulance, lat, lon, K)
+                .iter()
+                .map(|n| n.distance_m)
+                .collect();
+            let want_m: Vec<f64> = want
+                .iter()
+                .map(|d| ioc_router::chord_to_metres(d.sqrt()))
+                .collect();
+            assert_eq!(ours.len(), want_m.len());
+            assert!(ours.iter().zip(&want_m).all(|(a, b)| (a - b).abs() < 1e-6));
             for got in [
                 rstar_one_tree(f, q),
                 rtree_rs_one_tree(f, q),
@@ -363,6 +384,88 @@ fn update(c: &mut Criterion) {
     group.finish();
 }
 
+/// A vehicle's pings: each unit drives straight at 50 km/h with a ping every
+/// 5 s (~70 m), turning back at the edge of the city; the same sequence for
+/// every margin.
+fn drives(f: &Fixture, count: usize) -> Vec<(u32, f64, f64)> {
+    let mut rng = ChaCha8Rng::seed_from_u64(13);
+    let avail: Vec<u32> = (0..f.units.len() as u32)
+        .filter(|i| f.units[*i as usize].available)
+        .collect();
+    let mut heading: HashMap<u32, f64> = HashMap::new();
+    let mut pos: HashMap<u32, (f64, f64)> = HashMap::new();
+    (0..count)
+        .map(|_| {
+            let i = avail[rng.gen_range(0..avail.len())];
+            let h = *heading
+                .entry(i)
+                .or_insert_with(|| rng.gen_range(0.0..std::f64::consts::TAU));
+            let u = &f.units[i as usize];
+            let p = pos.entry(i).or_insert((u.lat, u.lon));
+            let step = 70.0 / 111_320.0;
+            let (mut dlat, mut dlon) = (step * h.cos(), step * h.sin() / p.0.to_radians().cos());
+            if !LAT.contains(&(p.0 + dlat)) || !LON.contains(&(p.1 + dlon)) {
+                heading.insert(i, h + std::f64::consts::PI);
+                (dlat, dlon) = (-dlat, -dlon);
+            }
+            *p = (p.0 + dlat, p.1 + dlon);
+            (i, dlat, dlon)
+        })
+        .collect()
+}
+
+/// The lazy update's trade-off: box margin (0 = every move is a remove +
+/// insert) against update cost (random walk of <= 50 m steps, and driving)
+/// and query cost, at the largest benchmarked size up to 100k.
+fn margins(c: &mut Criterion) {
+    let Some((n, f)) = fixtures().iter().rfind(|(n, _)| *n <= 100_000) else {
+        return;
+    };
+    let mut group = c.benchmark_group("margin");
+    let walk = moves(f, 1 << 16);
+    let drive = drives(f, 1 << 16);
+    for margin in [0.0, 50.0, 100.0, 200.0, 400.0] {
+        let mut idx = UnitIndex::with_margin_m(margin);
+        for (i, u) in f.units.iter().enumerate() {
+            idx.upsert(&f.ids[i], u.kind, u.lat, u.lon, u.available);
+        }
+        for (name, mv) in [("update_walk", &walk), ("update_drive", &drive)] {
+            let mut idx = idx.clone();
+            let mut pos: Vec<(f64, f64)> = f.units.iter().map(|u| (u.lat, u.lon)).collect();
+            let mut j = 0usize;
+            group.bench_function(BenchmarkId::new(format!("{name}/{n}"), margin), |b| {
+                b.iter(|| {
+                    let (i, dlat, dlon) = mv[j % mv.len()];
+                    j += 1;
+                    let p = &mut pos[i as usize];
+                    *p = (p.0 + dlat, p.1 + dlon);
+                    let u = &f.units[i as usize];
+                    idx.upsert(&f.ids[i as usize], u.kind, p.0, p.1, true);
+                })
+            });
+        }
+        // Queries after a day of driving: every unit has moved.
+        let mut pos: Vec<(f64, f64)> = f.units.iter().map(|u| (u.lat, u.lon)).collect();
+        for &(i, dlat, dlon) in &drive {
+            let p = &mut pos[i as usize];
+            *p = (p.0 + dlat, p.1 + dlon);
+            idx.upsert(&f.ids[i as usize], f.units[i as usize].kind, p.0, p.1, true);
+        }
+        let mut i = 0usize;
+        group.bench_function(BenchmarkId::new(format!("nearest_k5/{n}"), margin), |b| {
+            b.iter(|| {
+                i = (i + 1) % f.queries.len();
+                let (lat, lon, _) = f.queries[i];
+                black_box(
+                    idx.nearest_available(UnitKind::Ambulance, lat, lon, K)
+                        .len(),
+                )
+            })
+        });
+    }
+    group.finish();
+}
+
 fn danang() -> Zones {
     let path = concat!(
         env!("CARGO_MANIFEST_DIR"),
@@ -471,6 +574,6 @@ fn percentiles(_: &mut Criterion) {
 criterion_group! {
     name = benches;
     config = config();
-    targets = nearest, update, zone_lookup, percentiles
+    targets = nearest, update, margins, zone_lookup, percentiles
 }
 criterion_main!(benches);

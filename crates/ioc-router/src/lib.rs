@@ -9,7 +9,8 @@ mod zones;
 
 pub use crate::eta::{hour_of_day, EtaModel, LearnedSpeeds, SpeedLearning, SpeedSource};
 pub use crate::units::{
-    chord_to_metres, distance_m, to_unit_sphere, Nearby, UnitIndex, EARTH_RADIUS_M,
+    chord_to_metres, distance_m, to_unit_sphere, Nearby, UnitIndex, DEFAULT_MARGIN_M,
+    EARTH_RADIUS_M,
 };
 pub use crate::zones::{Zone, Zones};
 

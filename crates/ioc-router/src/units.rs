@@ -11,19 +11,51 @@
 //! units. A query for "the 3 nearest available ambulances" is then a plain
 //! k-nearest walk that never visits a fire engine or a busy ambulance: the
 //! filter is applied by construction, not by over-fetching and hoping. A
-//! status change moves a unit in or out of its tree; a position update is a
-//! remove + insert of one point, never a rebuild.
+//! status change moves a unit in or out of its tree.
+//!
+//! Position updates are lazy (the "lazy-update R-tree" of Kwon, Lee and Lee,
+//! 2002): the tree holds for each unit a small box of half-width `margin`
+//! around the position it had when it was last inserted, and the exact
+//! position lives beside the tree. A ping that stays inside the box only
+//! overwrites the exact position (a hash lookup and a compare); one that
+//! leaves it is a remove + insert of the box, never a rebuild. A vehicle's
+//! pings move it tens of metres, so most pings never touch the tree.
+//! Queries stay exact: the box's distance is a lower bound of the unit's
+//! true distance, so the nearest walk over boxes, refined by exact distances
+//! in a small heap, yields units in exact great-circle order
+//! (`NearestAvailable`). Ties come out in registration order.
 
-use std::collections::HashMap;
+use std::cmp::Ordering;
+use std::collections::{BinaryHeap, HashMap};
 
 use ioc_model::UnitKind;
-use rstar::primitives::GeomWithData;
+use rstar::primitives::{GeomWithData, Rectangle};
 use rstar::RTree;
 
 /// Mean Earth radius (IUGG), metres.
 pub const EARTH_RADIUS_M: f64 = 6_371_008.8;
 
-type Entry = GeomWithData<[f64; 3], u32>;
+/// Half-width of a unit's box in the tree, metres, by default: pings that
+/// stay within it do not touch the tree. 100 m is one to three pings of a
+/// vehicle in town and a few per cent of the spacing of a city's units;
+/// `BENCHMARKS.md` has the update/query trade-off measured for 0–400 m.
+pub const DEFAULT_MARGIN_M: f64 = 100.0;
+
+type Entry = GeomWithData<Rectangle<[f64; 3]>, u32>;
+
+fn entry(center: [f64; 3], half: f64, slot: u32) -> Entry {
+    let lo = [center[0] - half, center[1] - half, center[2] - half];
+    let hi = [center[0] + half, center[1] + half, center[2] + half];
+    GeomWithData::new(Rectangle::from_corners(lo, hi), slot)
+}
+
+/// Squared chord, summed in the same order as rstar sums a box's distance,
+/// so that (rounding being monotonic) a box's distance never exceeds the
+/// distance of a point inside it.
+fn chord_2(a: &[f64; 3], b: &[f64; 3]) -> f64 {
+    let d = [a[0] - b[0], a[1] - b[1], a[2] - b[2]];
+    d[0] * d[0] + d[1] * d[1] + d[2] * d[2]
+}
 
 /// Unit vector on the sphere for a WGS84 point.
 pub fn to_unit_sphere(lat: f64, lon: f64) -> [f64; 3] {
@@ -59,8 +91,11 @@ pub(crate) fn kind_slot(kind: UnitKind) -> usize {
 struct Indexed {
     unit_id: String,
     kind: UnitKind,
+    /// Exact position.
     point: [f64; 3],
-    available: bool,
+    /// Centre of the unit's box in its kind's tree; `Some` exactly when the
+    /// unit is available.
+    boxed: Option<[f64; 3]>,
 }
 
 /// A unit found by a nearest query.
@@ -73,20 +108,39 @@ pub struct Nearby<'a> {
 }
 
 /// R-trees of available units, one per kind, keyed by unit id.
-#[derive(Debug, Default, Clone)]
+#[derive(Debug, Clone)]
 pub struct UnitIndex {
     /// unit id → slot in `units`; slots are reused by nobody (units are few
     /// and long-lived), which keeps ids in the trees stable.
     slots: HashMap<String, u32>,
     units: Vec<Indexed>,
-    /// Available units of each kind, in `kind_slot` order.
+    /// Available units of each kind, in `kind_slot` order, as boxes.
     trees: [RTree<Entry>; 4],
+    /// Half-width of the boxes on the unit sphere (chord units).
+    half: f64,
+}
+
+impl Default for UnitIndex {
+    fn default() -> Self {
+        Self::with_margin_m(DEFAULT_MARGIN_M)
+    }
 }
 
 impl UnitIndex {
-    /// An empty index.
+    /// An empty index with the default box margin.
     pub fn new() -> Self {
         Self::default()
+    }
+
+    /// An empty index whose boxes have a half-width of `margin_m` metres.
+    /// 0 makes every move a remove + insert (a plain point R-tree).
+    pub fn with_margin_m(margin_m: f64) -> Self {
+        Self {
+            slots: HashMap::new(),
+            units: Vec::new(),
+            trees: Default::default(),
+            half: margin_m.max(0.0) / EARTH_RADIUS_M,
+        }
     }
 
     /// Number of units known (available or not).
@@ -104,23 +158,13 @@ impl UnitIndex {
         self.trees[kind_slot(kind)].size()
     }
 
-    /// Inserts or moves a unit and sets its availability. O(log n): at most
-    /// one remove and one insert.
+    /// Inserts or moves a unit and sets its availability. A move that stays
+    /// inside the unit's box is O(1); otherwise at most one remove and one
+    /// insert, O(log n).
     pub fn upsert(&mut self, unit_id: &str, kind: UnitKind, lat: f64, lon: f64, available: bool) {
         let point = to_unit_sphere(lat, lon);
-        match self.slots.get(unit_id).copied() {
-            Some(slot) => {
-                let u = &mut self.units[slot as usize];
-                if u.available {
-                    self.trees[kind_slot(u.kind)].remove(&Entry::new(u.point, slot));
-                }
-                u.kind = kind;
-                u.point = point;
-                u.available = available;
-                if available {
-                    self.trees[kind_slot(kind)].insert(Entry::new(point, slot));
-                }
-            }
+        let slot = match self.slots.get(unit_id).copied() {
+            Some(slot) => slot,
             None => {
                 let slot = u32::try_from(self.units.len()).unwrap_or(u32::MAX);
                 self.slots.insert(unit_id.to_string(), slot);
@@ -128,12 +172,29 @@ impl UnitIndex {
                     unit_id: unit_id.to_string(),
                     kind,
                     point,
-                    available,
+                    boxed: None,
                 });
-                if available {
-                    self.trees[kind_slot(kind)].insert(Entry::new(point, slot));
-                }
+                slot
             }
+        };
+        let half = self.half;
+        let u = &mut self.units[slot as usize];
+        let keep = available
+            && u.kind == kind
+            && u.boxed.is_some_and(|c| {
+                (0..3).all(|i| point[i] >= c[i] - half && point[i] <= c[i] + half)
+            });
+        u.point = point;
+        if keep {
+            return;
+        }
+        if let Some(c) = u.boxed.take() {
+            self.trees[kind_slot(u.kind)].remove(&entry(c, half, slot));
+        }
+        u.kind = kind;
+        if available {
+            u.boxed = Some(point);
+            self.trees[kind_slot(kind)].insert(entry(point, half, slot));
         }
     }
 
@@ -142,15 +203,19 @@ impl UnitIndex {
         let Some(slot) = self.slots.get(unit_id).copied() else {
             return false;
         };
+        let half = self.half;
         let u = &mut self.units[slot as usize];
-        if u.available != available {
-            let tree = &mut self.trees[kind_slot(u.kind)];
-            if available {
-                tree.insert(Entry::new(u.point, slot));
-            } else {
-                tree.remove(&Entry::new(u.point, slot));
+        let tree = &mut self.trees[kind_slot(u.kind)];
+        match (u.boxed, available) {
+            (None, true) => {
+                u.boxed = Some(u.point);
+                tree.insert(entry(u.point, half, slot));
             }
-            u.available = available;
+            (Some(c), false) => {
+                tree.remove(&entry(c, half, slot));
+                u.boxed = None;
+            }
+            _ => {}
         }
         true
     }
@@ -179,16 +244,78 @@ impl UnitIndex {
         lon: f64,
     ) -> impl Iterator<Item = Nearby<'_>> + '_ {
         let q = to_unit_sphere(lat, lon);
-        self.trees[kind_slot(kind)]
-            .nearest_neighbor_iter_with_distance_2(&q)
-            .map(|(e, d2)| {
-                let u = &self.units[e.data as usize];
-                Nearby {
-                    unit_id: &u.unit_id,
-                    kind: u.kind,
-                    distance_m: chord_to_metres(d2.sqrt()),
-                }
-            })
+        NearestAvailable {
+            units: &self.units,
+            walk: self.trees[kind_slot(kind)]
+                .nearest_neighbor_iter_with_distance_2(&q)
+                .peekable(),
+            q,
+            refined: BinaryHeap::new(),
+        }
+    }
+}
+
+/// A unit whose exact distance is known, ordered nearest (then lowest slot)
+/// first in a max-heap.
+#[derive(Debug, PartialEq)]
+struct Refined {
+    d2: f64,
+    slot: u32,
+}
+
+impl Eq for Refined {}
+
+impl Ord for Refined {
+    fn cmp(&self, other: &Self) -> Ordering {
+        other
+            .d2
+            .total_cmp(&self.d2)
+            .then_with(|| other.slot.cmp(&self.slot))
+    }
+}
+
+impl PartialOrd for Refined {
+    fn partial_cmp(&self, other: &Self) -> Option<Ordering> {
+        Some(self.cmp(other))
+    }
+}
+
+/// Available units of one kind in exact distance order: the tree's walk
+/// yields boxes by their distance, a lower bound of their unit's exact
+/// distance; a unit is yielded once its exact distance is below the bound
+/// of every box not yet walked.
+struct NearestAvailable<'a, W: Iterator<Item = (&'a Entry, f64)>> {
+    units: &'a [Indexed],
+    walk: std::iter::Peekable<W>,
+    q: [f64; 3],
+    refined: BinaryHeap<Refined>,
+}
+
+impl<'a, W: Iterator<Item = (&'a Entry, f64)>> Iterator for NearestAvailable<'a, W> {
+    type Item = Nearby<'a>;
+
+    fn next(&mut self) -> Option<Nearby<'a>> {
+        loop {
+            let bound = self.walk.peek().map(|(_, lb)| *lb);
+            match (self.refined.peek(), bound) {
+                (Some(best), Some(lb)) if best.d2 < lb => break,
+                (Some(_), None) => break,
+                (None, None) => return None,
+                _ => {}
+            }
+            if let Some((e, _)) = self.walk.next() {
+                let slot = e.data;
+                let d2 = chord_2(&self.units[slot as usize].point, &self.q);
+                self.refined.push(Refined { d2, slot });
+            }
+        }
+        let best = self.refined.pop()?;
+        let u = &self.units[best.slot as usize];
+        Some(Nearby {
+            unit_id: &u.unit_id,
+            kind: u.kind,
+            distance_m: chord_to_metres(best.d2.sqrt()),
+        })
     }
 }
 
@@ -248,22 +375,31 @@ mod tests {
         #![proptest_config(ProptestConfig::with_cases(64))]
         /// The index answers exactly what a brute-force scan over every unit
         /// answers, anywhere on Earth, after arbitrary moves.
+        /// Moves are jumps anywhere or steps of up to ~1 km (inside or just
+        /// outside a box); box margins from none to a quarter of the Earth.
         #[test]
         fn matches_brute_force(
             units in prop::collection::vec((-90.0f64..=90.0, -180.0f64..=180.0, kind_strategy(), any::<bool>()), 1..120),
-            moves in prop::collection::vec((0usize..120, -90.0f64..=90.0, -180.0f64..=180.0, any::<bool>()), 0..40),
+            moves in prop::collection::vec((0usize..120, -90.0f64..=90.0, -180.0f64..=180.0, any::<bool>(), any::<bool>()), 0..80),
             q in (-90.0f64..=90.0, -180.0f64..=180.0, kind_strategy(), 1usize..8),
+            margin_m in prop_oneof![Just(0.0), Just(DEFAULT_MARGIN_M), 1.0f64..2_000.0, Just(10_000_000.0)],
         ) {
-            let mut idx = UnitIndex::new();
+            let mut idx = UnitIndex::with_margin_m(margin_m);
             let mut truth: Vec<(String, UnitKind, f64, f64, bool)> = Vec::new();
             for (i, (lat, lon, kind, avail)) in units.iter().enumerate() {
                 let id = format!("u{i}");
                 idx.upsert(&id, *kind, *lat, *lon, *avail);
                 truth.push((id, *kind, *lat, *lon, *avail));
             }
-            for (i, lat, lon, avail) in moves {
+            for (i, lat, lon, avail, step) in moves {
                 let i = i % truth.len();
                 let kind = truth[i].1;
+                let (lat, lon) = if step {
+                    // lat/lon drawn from the whole Earth, scaled to <= 0.01 deg.
+                    ((truth[i].2 + lat / 9_000.0).clamp(-90.0, 90.0), truth[i].3 + lon / 18_000.0)
+                } else {
+                    (lat, lon)
+                };
                 idx.upsert(&truth[i].0.clone(), kind, lat, lon, avail);
                 truth[i] = (truth[i].0.clone(), kind, lat, lon, avail);
             }
@@ -277,9 +413,57 @@ mod tests {
             want.sort_by(|a, b| a.0.total_cmp(&b.0));
             want.truncate(k);
             prop_assert_eq!(got.len(), want.len());
+            // The lazy walk yields every available unit of the kind, in order.
+            let all: Vec<f64> = idx.nearest_available_iter(qkind, qlat, qlon).map(|n| n.distance_m).collect();
+            prop_assert_eq!(all.len(), idx.available_count(qkind));
+            prop_assert!(all.windows(2).all(|w| w[0] <= w[1]), "{:?}", all);
             for (g, w) in got.iter().zip(&want) {
                 // Ties may come in either order; distances must agree.
                 prop_assert!((g.distance_m - w.0).abs() < 1e-3, "{} vs {}", g.distance_m, w.0);
+            }
+        }
+    }
+
+    proptest! {
+        #![proptest_config(ProptestConfig::with_cases(128))]
+        /// A dense fleet in a ~2 km square (anywhere on Earth, poles and
+        /// antimeridian included) moving in steps comparable to the box
+        /// margin: the boxes overlap and the refinement order matters.
+        #[test]
+        fn dense_fleet_matches_brute_force(
+            centre in (-89.9f64..=89.9, -180.0f64..=180.0),
+            units in prop::collection::vec((0.0f64..0.02, 0.0f64..0.02, any::<bool>()), 1..80),
+            steps in prop::collection::vec((0usize..80, -0.003f64..0.003, -0.003f64..0.003, any::<bool>()), 0..200),
+            margin_m in 0.0f64..500.0,
+            q in (0.0f64..0.02, 0.0f64..0.02, 1usize..12),
+        ) {
+            let at = |dlat: f64, dlon: f64| ((centre.0 + dlat).clamp(-90.0, 90.0), centre.1 + dlon);
+            let mut idx = UnitIndex::with_margin_m(margin_m);
+            let mut truth: Vec<(f64, f64, bool)> = Vec::new();
+            for (i, (dlat, dlon, avail)) in units.iter().enumerate() {
+                let (lat, lon) = at(*dlat, *dlon);
+                idx.upsert(&format!("u{i}"), UnitKind::Ambulance, lat, lon, *avail);
+                truth.push((lat, lon, *avail));
+            }
+            for (i, dlat, dlon, avail) in steps {
+                let i = i % truth.len();
+                let (lat, lon) = ((truth[i].0 + dlat).clamp(-90.0, 90.0), truth[i].1 + dlon);
+                idx.upsert(&format!("u{i}"), UnitKind::Ambulance, lat, lon, avail);
+                truth[i] = (lat, lon, avail);
+            }
+            let (qlat, qlon) = at(q.0, q.1);
+            let got = idx.nearest_available(UnitKind::Ambulance, qlat, qlon, q.2);
+            let mut want: Vec<f64> = truth
+                .iter()
+                .filter(|t| t.2)
+                .map(|t| distance_m(qlat, qlon, t.0, t.1))
+                .collect();
+            want.sort_by(f64::total_cmp);
+            want.truncate(q.2);
+            let got: Vec<f64> = got.iter().map(|n| n.distance_m).collect();
+            prop_assert_eq!(got.len(), want.len());
+            for (g, w) in got.iter().zip(&want) {
+                prop_assert!((g - w).abs() < 1e-6, "{:?} vs {:?}", got, want);
             }
         }
     }
