@@ -40,17 +40,22 @@
 //!   `set_priority`) come from operators through `ioc.commands`. A command
 //!   that cannot apply (closed incident, unit already on another incident)
 //!   produces `command.rejected` with the reason: the log says why.
+//! * **Redeliveries** of calls, incident reports and commands are ignored by
+//!   id; the ids are kept for `dedupe_retention_s` of event time (7 days by
+//!   default) and then forgotten, so memory stays bounded (see [`seen`]).
 //!
 //! Invariants (property-tested): a unit is on at most one incident; every
 //! open incident is assigned, recommended or escalated; replay is
-//! deterministic; a redelivered input changes nothing.
+//! deterministic; a redelivered input (within the dedupe retention) changes
+//! nothing; a restored engine remembers and forgets the same ids.
 
 mod monitor;
 mod policy;
 mod ranking;
 mod rules;
+mod seen;
 
-use std::collections::{BTreeMap, BTreeSet, HashSet};
+use std::collections::{BTreeMap, BTreeSet};
 use std::sync::Arc;
 
 use ioc_model::{
@@ -64,6 +69,7 @@ use serde::{Deserialize, Serialize};
 
 pub use crate::policy::{AlertPolicy, DispatchPolicy, FixPolicy, SwapPolicy};
 pub use crate::rules::{CategoryRule, Deadlines, DispatchRules, DEFAULT_RULES_TOML};
+use crate::seen::SeenIds;
 
 /// Errors of the engine crate (configuration only: inputs never error, they
 /// are rejected with a reason).
@@ -101,6 +107,20 @@ pub struct EngineConfig {
     pub swap: SwapPolicy,
     /// Stale GPS, call surge and coverage alerts.
     pub alerts: AlertPolicy,
+    /// How long, in seconds of event time, the ids of applied calls,
+    /// incident reports and commands (and of closed incidents) are kept so
+    /// that a redelivery of them is ignored; older ones are forgotten
+    /// (within the hour after), so memory stays bounded over months.
+    ///
+    /// The default, 7 days, is Kafka's default topic retention
+    /// (`log.retention.hours = 168`): an older input has been deleted from
+    /// its topic, and the processor re-reads only inputs after its consumer
+    /// group's committed offset, so nothing older can be redelivered unless
+    /// an operator resets the group's offsets. Keep it at least the
+    /// retention of the input topics. A command naming an incident closed
+    /// longer ago than this is refused as "unknown incident" rather than
+    /// "incident ... is closed".
+    pub dedupe_retention_s: u64,
     /// Dispatch rules; loaded from a TOML file by the binary when configured.
     #[serde(skip)]
     pub rules: DispatchRules,
@@ -117,6 +137,7 @@ impl Default for EngineConfig {
             fix: FixPolicy::default(),
             swap: SwapPolicy::default(),
             alerts: AlertPolicy::default(),
+            dedupe_retention_s: 7 * 24 * 3600,
             rules: DispatchRules::default(),
         }
     }
@@ -139,6 +160,12 @@ impl EngineConfig {
                 self.candidates_per_kind
             )));
         }
+        if !(3600..=31_536_000).contains(&self.dedupe_retention_s) {
+            return Err(EngineError::Config(format!(
+                "engine.dedupe_retention_s must be within 3600..=31536000 (1 hour to 365 days; default 604800, 7 days), got {}",
+                self.dedupe_retention_s
+            )));
+        }
         self.eta.validate().map_err(EngineError::Config)?;
         self.fix.validate()?;
         self.swap.validate()?;
@@ -147,9 +174,12 @@ impl EngineConfig {
     }
 }
 
-/// Counters the adapters export as metrics.
+/// Counters the adapters export as metrics (and one gauge, `seen_ids`).
 #[derive(Debug, Clone, Default, PartialEq, Eq)]
 pub struct EngineStats {
+    /// Dedupe keys remembered now (a gauge): ids of calls, incident reports,
+    /// commands and closed incidents within `dedupe_retention_s`.
+    pub seen_ids: u64,
     /// Inputs seen before (same id), ignored.
     pub duplicates: u64,
     /// Positions older than the unit's last fix, ignored.
@@ -257,13 +287,16 @@ pub struct Engine {
     config: EngineConfig,
     zones: Arc<Zones>,
     index: UnitIndex,
-    /// Open incidents (closed ones leave; their ids stay in `seen`).
+    /// Open incidents (closed ones leave; their ids stay in `seen` for the
+    /// dedupe retention).
     incidents: BTreeMap<String, Incident>,
     units: BTreeMap<String, Unit>,
     /// Alerts not yet cleared.
     alerts: BTreeMap<String, AlertView>,
-    /// Ids of calls, incident reports and commands already applied.
-    seen: HashSet<String>,
+    /// Dedupe keys of calls, incident reports and commands already applied,
+    /// and of closed incidents, with the time they were recorded; forgotten
+    /// after `dedupe_retention_s` (see [`seen`]).
+    seen: SeenIds,
     /// (deadline ms, incident id) of open incidents waiting for units.
     deadlines: BTreeSet<(i64, String)>,
     /// Latest event time seen: the engine's notion of now.
@@ -295,7 +328,7 @@ impl Engine {
             incidents: BTreeMap::new(),
             units: BTreeMap::new(),
             alerts: BTreeMap::new(),
-            seen: HashSet::new(),
+            seen: SeenIds::default(),
             deadlines: BTreeSet::new(),
             clock: Timestamp::default(),
             last_seq,
@@ -312,6 +345,12 @@ impl Engine {
     /// or crash). Events carry full views, so the latest view of each entity
     /// is its state; ids seen in the log are remembered so that redelivered
     /// inputs are ignored. The next output continues the log's `seq`.
+    ///
+    /// Each id is recorded at the engine time of the log event that first
+    /// carries it (the log's latest time so far, as the clock was live) and
+    /// forgotten by the same rule as live (`dedupe_retention_s`), as the
+    /// log's time advances: a restored engine ignores the redeliveries the
+    /// live one would have ignored.
     pub fn restore(config: EngineConfig, zones: Arc<Zones>, log: &[OutputEvent]) -> Self {
         let mut e = Self::new(config, zones, 0);
         for ev in log {
@@ -319,13 +358,32 @@ impl Engine {
             if ev.ts > e.clock {
                 e.clock = ev.ts;
             }
+            e.prune_seen();
             match &ev.body {
                 EventBody::IncidentOpened(v) | EventBody::IncidentUpdated(v) => {
-                    e.seen.insert(format!("incident:{}", v.incident_id));
+                    // Ids are recorded by the event of the input that
+                    // brought them, not again by every later update
+                    // repeating them (the incident's id, its last
+                    // correlation): once forgotten, they stay forgotten.
+                    let prev = e.incidents.get(&v.incident_id);
+                    let first_mention = prev.is_none();
+                    let prev_call = prev
+                        .and_then(|i| i.view.correlation.as_ref())
+                        .map(|c| c.call_id.clone());
+                    let prev_activity = prev.map(|i| i.last_activity);
+                    let new_call = v
+                        .correlation
+                        .as_ref()
+                        .is_some_and(|c| prev_call.as_deref() != Some(c.call_id.as_str()));
+                    if first_mention {
+                        e.remember(format!("incident:{}", v.incident_id), ev.ts);
+                    }
                     // The calls behind incidents, in log order: the recent
                     // calls of surge detection, as they were live.
                     if let Some(call_id) = v.incident_id.strip_prefix("inc-") {
-                        if e.seen.insert(format!("call:{call_id}")) && v.source.starts_with("call:")
+                        if first_mention
+                            && e.remember(format!("call:{call_id}"), ev.ts)
+                            && v.source.starts_with("call:")
                         {
                             e.recent_calls.push(RecentCall {
                                 call_id: call_id.to_string(),
@@ -335,8 +393,8 @@ impl Engine {
                             });
                         }
                     }
-                    if let Some(c) = &v.correlation {
-                        if e.seen.insert(format!("call:{}", c.call_id)) {
+                    if let Some(c) = v.correlation.as_ref().filter(|_| new_call) {
+                        if e.remember(format!("call:{}", c.call_id), ev.ts) {
                             let at = c.location.unwrap_or(v.location);
                             e.recent_calls.push(RecentCall {
                                 call_id: c.call_id.clone(),
@@ -346,7 +404,14 @@ impl Engine {
                             });
                         }
                     }
-                    let last_activity = v.updated_at;
+                    // The correlation window runs from the opening or the
+                    // last call attached, as live; not from a command's
+                    // update.
+                    let last_activity = match prev_activity {
+                        Some(t) if new_call => t.max(v.updated_at),
+                        Some(t) => t,
+                        None => v.updated_at,
+                    };
                     let short_of = e
                         .incidents
                         .get(&v.incident_id)
@@ -363,9 +428,11 @@ impl Engine {
                     );
                 }
                 EventBody::IncidentClosed(v) => {
-                    e.incidents.remove(&v.incident_id);
-                    e.seen.insert(format!("incident:{}", v.incident_id));
-                    e.seen.insert(format!("closed:{}", v.incident_id));
+                    if e.incidents.remove(&v.incident_id).is_none() {
+                        // Opened before the log's start.
+                        e.remember(format!("incident:{}", v.incident_id), ev.ts);
+                    }
+                    e.remember(format!("closed:{}", v.incident_id), ev.ts);
                 }
                 EventBody::UnitUpdated(v) => e.restore_unit(v, ev.ts),
                 EventBody::AlertRaised(a) | EventBody::AlertAcknowledged(a) => {
@@ -375,7 +442,7 @@ impl Engine {
                     e.alerts.remove(&a.alert_id);
                 }
                 EventBody::CommandRejected(c) => {
-                    e.seen.insert(format!("command:{}", c.command_id));
+                    e.remember(format!("command:{}", c.command_id), ev.ts);
                 }
                 EventBody::DispatchRecommended(r) if r.swap.is_none() => {
                     if let Some(inc) = e.incidents.get_mut(&r.incident_id) {
@@ -565,9 +632,47 @@ impl Engine {
     }
 
     /// Remembers an input as applied (see [`Engine::dedupe_key`]): a
-    /// redelivery of it will change nothing.
+    /// redelivery of it within `dedupe_retention_s` will change nothing.
+    /// Recorded at the engine's time (after a restore, the log's latest):
+    /// prefer [`Engine::mark_seen_at`] when the time of the log event that
+    /// carried the key is known.
     pub fn mark_seen(&mut self, key: &str) {
-        self.seen.insert(key.to_string());
+        self.mark_seen_at(key, self.clock);
+    }
+
+    /// [`Engine::mark_seen`] as of `at`, the time of the log event that
+    /// carried the key (capped at the engine's time): after a restore, the
+    /// key is then forgotten when the live engine would have forgotten it.
+    /// A key already remembered keeps its time.
+    pub fn mark_seen_at(&mut self, key: &str, at: Timestamp) {
+        if self
+            .seen
+            .insert(key.to_string(), at.min(self.clock).unix_millis())
+        {
+            self.prune_seen();
+            self.stats.seen_ids = self.seen.len() as u64;
+        }
+    }
+
+    /// Records a dedupe key at the engine's time as of an input (or log
+    /// event) of time `ts`: the clock it leaves the engine at. True if new.
+    fn remember(&mut self, key: String, ts: Timestamp) -> bool {
+        let new = self.seen.insert(key, self.clock.max(ts).unix_millis());
+        self.stats.seen_ids = self.seen.len() as u64;
+        new
+    }
+
+    /// Forgets the dedupe keys older than the retention (see [`seen`]): one
+    /// comparison unless the oldest hour of keys has just expired. Called
+    /// on every clock advance; the work happens once an hour of event time.
+    fn prune_seen(&mut self) {
+        let cutoff = self
+            .clock
+            .unix_millis()
+            .saturating_sub(monitor::secs_ms(self.config.dedupe_retention_s));
+        if self.seen.prune(cutoff) {
+            self.stats.seen_ids = self.seen.len() as u64;
+        }
     }
 
     /// Applies one input. `Err` means the input is refused as a whole (it
@@ -613,6 +718,7 @@ impl Engine {
         if now > self.clock {
             self.clock = now;
         }
+        self.prune_seen();
         self.maybe_check(out);
         while let Some((due, id)) = self.deadlines.first().cloned() {
             if due > self.clock.unix_millis() {
@@ -666,10 +772,19 @@ impl Engine {
     }
 
     fn on_call(&mut self, call: &EmergencyCall, out: &mut Vec<OutputEvent>) {
-        if !self.seen.insert(format!("call:{}", call.call_id)) {
+        let key = format!("call:{}", call.call_id);
+        // The incident it opened still open: a redelivery whose id was
+        // forgotten (open longer than the dedupe retention). Not recorded
+        // again, as a restore from the log would not.
+        if self.seen.contains(&key)
+            || self
+                .incidents
+                .contains_key(&format!("inc-{}", call.call_id))
+        {
             self.stats.duplicates += 1;
             return;
         }
+        self.remember(key, call.received_at);
         let (lat, lon) = (call.location.lat, call.location.lon);
         let window_ms = i64::try_from(self.config.correlation_window_s.saturating_mul(1000))
             .unwrap_or(i64::MAX);
@@ -747,12 +862,15 @@ impl Engine {
     }
 
     fn on_report(&mut self, r: &IncidentReport, out: &mut Vec<OutputEvent>) {
-        if !self.seen.insert(format!("incident:{}", r.incident_id))
-            || self.incidents.contains_key(&r.incident_id)
-        {
+        let key = format!("incident:{}", r.incident_id);
+        // Still open: a redelivery, even if its id was forgotten (open
+        // longer than the dedupe retention); not recorded again, as a
+        // restore from the log would not.
+        if self.seen.contains(&key) || self.incidents.contains_key(&r.incident_id) {
             self.stats.duplicates += 1;
             return;
         }
+        self.remember(key, r.reported_at);
         let source = serde_json::to_value(r.source)
             .ok()
             .and_then(|v| v.as_str().map(str::to_string))
@@ -1224,7 +1342,7 @@ impl Engine {
     }
 
     fn on_command(&mut self, cmd: &Command, out: &mut Vec<OutputEvent>) {
-        if !self.seen.insert(format!("command:{}", cmd.command_id)) {
+        if !self.remember(format!("command:{}", cmd.command_id), cmd.ts) {
             self.stats.duplicates += 1;
             return;
         }
@@ -1339,7 +1457,7 @@ impl Engine {
                 let Some(mut inc) = self.incidents.remove(incident_id) else {
                     return Err(format!("unknown incident {incident_id}"));
                 };
-                self.seen.insert(format!("closed:{incident_id}"));
+                self.remember(format!("closed:{incident_id}"), ts);
                 self.deadlines
                     .remove(&(inc.view.assign_deadline.unix_millis(), incident_id.clone()));
                 // The crews keep their status (they report `returning`

@@ -230,6 +230,201 @@ fn a_restored_engine_ignores_inputs_marked_seen() {
     assert_eq!(Engine::dedupe_key(&ping("amb-1", 16.0, 108.0, 1)), None);
 }
 
+/// The default dedupe retention, in seconds.
+const WEEK_S: i64 = 7 * 24 * 3600;
+
+fn assign(command_id: &str, incident_id: &str, unit_id: &str, s: i64) -> Input {
+    command(
+        command_id,
+        CommandOp::Assign {
+            incident_id: incident_id.into(),
+            unit_id: unit_id.into(),
+        },
+        s,
+    )
+}
+
+fn rejection(evs: &[OutputEvent]) -> &str {
+    match evs {
+        [OutputEvent {
+            body: EventBody::CommandRejected(r),
+            ..
+        }] => &r.reason,
+        _ => panic!("expected one command.rejected, got {:?}", types(evs)),
+    }
+}
+
+#[test]
+fn redeliveries_are_ignored_within_the_dedupe_retention_and_ids_forgotten_after() {
+    assert_eq!(EngineConfig::default().dedupe_retention_s, WEEK_S as u64);
+    let mut e = engine();
+    with_fleet(&mut e);
+    assert_eq!(
+        e.stats().seen_ids,
+        0,
+        "units and pings are not deduped by id"
+    );
+    let c1 = call("c1", Category::Medical, 16.0678, 108.2208, 100);
+    let close = command(
+        "k1",
+        CommandOp::CloseIncident {
+            incident_id: "inc-c1".into(),
+        },
+        200,
+    );
+    assert!(!e.apply(&c1).unwrap().is_empty());
+    assert!(!e.apply(&close).unwrap().is_empty());
+    // call:c1, command:k1, closed:inc-c1
+    assert_eq!(e.stats().seen_ids, 3);
+
+    // A week later to the millisecond: still remembered.
+    e.tick(t(100 + WEEK_S));
+    assert!(e.apply(&c1).unwrap().is_empty());
+    assert!(e.apply(&close).unwrap().is_empty());
+    assert_eq!(e.stats().duplicates, 2);
+    let evs = e
+        .apply(&assign("k2", "inc-c1", "amb-1", 200 + WEEK_S))
+        .unwrap();
+    assert_eq!(rejection(&evs), "incident inc-c1 is closed");
+    assert_eq!(e.stats().seen_ids, 4);
+
+    // Forgotten an hour at a time: the hour of t(100) and t(200) goes when
+    // all of it is older than the retention, at t(3600) + a week.
+    e.tick(t(3599 + WEEK_S));
+    assert_eq!(e.stats().seen_ids, 4);
+    e.tick(t(3600 + WEEK_S));
+    assert_eq!(e.stats().seen_ids, 1, "only command:k2 is left");
+    let evs = e
+        .apply(&assign("k3", "inc-c1", "amb-1", 3601 + WEEK_S))
+        .unwrap();
+    assert_eq!(rejection(&evs), "unknown incident inc-c1");
+    // Redelivered now, they apply again: the ids are gone.
+    let evs = e.apply(&close).unwrap();
+    assert_eq!(rejection(&evs), "unknown incident inc-c1");
+    let evs = e.apply(&c1).unwrap();
+    assert_eq!(evs[0].body.type_name(), "incident.opened");
+    assert_eq!(e.stats().duplicates, 2);
+}
+
+#[test]
+fn a_call_or_report_whose_incident_is_still_open_is_ignored_after_its_id_is_forgotten() {
+    let mut e = engine();
+    with_fleet(&mut e);
+    let c2 = call("c2", Category::Medical, 16.0678, 108.2208, 100);
+    let report = Input::Incident(IncidentReport {
+        incident_id: "cam-7".into(),
+        reported_at: t(50),
+        source: IncidentSource::Camera,
+        category: Category::TrafficAccident,
+        priority: 3,
+        location: Location {
+            lat: 16.0500,
+            lon: 108.2400,
+            accuracy_m: None,
+        },
+        description: None,
+    });
+    assert!(!e.apply(&c2).unwrap().is_empty());
+    assert!(!e.apply(&report).unwrap().is_empty());
+    assert_eq!(e.stats().seen_ids, 2);
+    e.tick(t(3600 + WEEK_S));
+    assert_eq!(e.stats().seen_ids, 0);
+    assert_eq!(e.incidents().count(), 2);
+    assert!(e.apply(&c2).unwrap().is_empty(), "inc-c2 is still open");
+    assert!(e.apply(&report).unwrap().is_empty(), "cam-7 is still open");
+    assert_eq!(e.stats().duplicates, 2);
+    assert_eq!(
+        e.stats().seen_ids,
+        0,
+        "not recorded again, as a restore would not"
+    );
+}
+
+#[test]
+fn a_restored_engine_forgets_the_same_ids_as_the_live_one() {
+    let mut live = engine();
+    let mut log = Vec::new();
+    with_fleet_log(&mut live, &mut log);
+    let mut causes = Vec::new();
+    // (log length, causes length, the live engine) after each input.
+    let mut checkpoints = Vec::new();
+    let mut step = |e: &mut Engine, input: Input| {
+        let evs = e.apply(&input).unwrap();
+        if let (Some(key), Some(at)) =
+            (Engine::dedupe_key(&input), evs.iter().map(|ev| ev.ts).max())
+        {
+            causes.push((key, at));
+        }
+        log.extend(evs.iter().cloned());
+        checkpoints.push((log.len(), causes.len(), e.clone()));
+        evs
+    };
+    let h = 3600;
+    let c1 = call("c1", Category::Medical, 16.0678, 108.2208, 100);
+    let close = command(
+        "k1",
+        CommandOp::CloseIncident {
+            incident_id: "inc-c1".into(),
+        },
+        200,
+    );
+    step(&mut live, c1.clone());
+    step(&mut live, close.clone());
+    // Rejected: known from the log; its id is on the event.
+    step(&mut live, assign("k2", "inc-c1", "amb-1", 300));
+    // The next hour: an incident, a second call attached to it, a command.
+    let c2 = call("c2", Category::Fire, 16.0600, 108.2100, 2 * h);
+    let c3 = call("c3", Category::Fire, 16.0601, 108.2101, 2 * h + 60);
+    step(&mut live, c2.clone());
+    let evs = step(&mut live, c3.clone());
+    assert_eq!(evs[0].body.type_name(), "incident.updated");
+    let set_priority = |id: &str, p: u8, s: i64| {
+        command(
+            id,
+            CommandOp::SetPriority {
+                incident_id: "inc-c2".into(),
+                priority: p,
+            },
+            s,
+        )
+    };
+    step(&mut live, set_priority("k4", 4, 2 * h + 120));
+    // The first hour has expired: c1's ids are gone, c2's and c3's not.
+    step(&mut live, set_priority("k5", 3, 2 * h + 1800 + WEEK_S));
+    let ids: Vec<String> = live.seen.snapshot().into_keys().collect();
+    assert_eq!(ids, ["call:c2", "call:c3", "command:k4", "command:k5"]);
+    // Past the second hour too. This update still names inc-c2 and its
+    // correlated call c3: they must not be remembered again on restore.
+    let evs = step(&mut live, set_priority("k6", 4, 4 * h + WEEK_S));
+    let EventBody::IncidentUpdated(v) = &evs[0].body else {
+        panic!("expected incident.updated, got {:?}", types(&evs))
+    };
+    assert_eq!(v.correlation.as_ref().unwrap().call_id, "c3");
+    let ids: Vec<String> = live.seen.snapshot().into_keys().collect();
+    assert_eq!(ids, ["command:k5", "command:k6"]);
+
+    // Restored from the log after each input, the causes marked as the
+    // processor does: it remembers what the live engine did then.
+    for (n_events, n_causes, then) in &checkpoints {
+        let restored = restore_marked(quiet(), &log[..*n_events], &causes[..*n_causes]);
+        check_same_seen(then, &restored).unwrap();
+    }
+    let mut restored = restore_marked(quiet(), &log, &causes);
+    check_same_seen(&live, &restored).unwrap();
+    assert_eq!(restored.stats().seen_ids, 2);
+
+    // Both treat redeliveries alike: the forgotten close is refused as
+    // unknown, c1 opens again, c3 attaches again, c2 is ignored (open).
+    for input in [close, c1, c3, c2] {
+        assert_eq!(
+            restored.apply(&input).unwrap(),
+            live.apply(&input).unwrap(),
+            "{input:?}"
+        );
+    }
+    check_same_seen(&live, &restored).unwrap();
+}
+
 #[test]
 fn positions_for_unknown_units_are_rejected_with_a_reason() {
     let mut e = engine();
@@ -397,6 +592,12 @@ const STATUSES: [UnitStatus; 6] = [
 ];
 
 fn to_inputs(steps: &[Step]) -> Vec<Result<Input, Timestamp>> {
+    to_inputs_scaled(steps, 1)
+}
+
+/// [`to_inputs`] with ticks `tick_scale` times longer (hours rather than
+/// minutes, to let dedupe ids expire within a run).
+fn to_inputs_scaled(steps: &[Step], tick_scale: i64) -> Vec<Result<Input, Timestamp>> {
     let mut s = 1000i64;
     let mut out = Vec::new();
     let mut last: BTreeMap<u8, (f64, f64)> = BTreeMap::new();
@@ -454,7 +655,7 @@ fn to_inputs(steps: &[Step]) -> Vec<Result<Input, Timestamp>> {
                 s,
             )),
             Step::Tick(d) => {
-                s += i64::from(*d);
+                s += i64::from(*d) * tick_scale;
                 Err(t(s))
             }
         });
@@ -463,18 +664,95 @@ fn to_inputs(steps: &[Step]) -> Vec<Result<Input, Timestamp>> {
 }
 
 fn run(e: &mut Engine, inputs: &[Result<Input, Timestamp>]) -> Vec<OutputEvent> {
+    run_logged(e, inputs).0
+}
+
+/// [`run`], and the causes the processor writes on the log with the
+/// outputs: each input's dedupe key, with the log's latest time through its
+/// outputs (what a restore's clock is there).
+fn run_logged(
+    e: &mut Engine,
+    inputs: &[Result<Input, Timestamp>],
+) -> (Vec<OutputEvent>, Vec<(String, Timestamp)>) {
     let mut all = Vec::new();
+    let mut causes = Vec::new();
+    let mut latest = Timestamp::default();
     for i in inputs {
-        match i {
-            Ok(input) => {
-                if let Ok(evs) = e.apply(input) {
-                    all.extend(evs);
-                }
-            }
-            Err(now) => all.extend(e.tick(*now)),
+        let evs = match i {
+            Ok(input) => e.apply(input).unwrap_or_default(),
+            Err(now) => e.tick(*now),
+        };
+        latest = evs.iter().map(|ev| ev.ts).fold(latest, Timestamp::max);
+        if let (Ok(input), false) = (i, evs.is_empty()) {
+            causes.extend(Engine::dedupe_key(input).map(|k| (k, latest)));
+        }
+        all.extend(evs);
+    }
+    (all, causes)
+}
+
+/// Restores from `log` as the processor does, the causes marked seen at
+/// the time of the events that carried them.
+fn restore_marked(
+    config: EngineConfig,
+    log: &[OutputEvent],
+    causes: &[(String, Timestamp)],
+) -> Engine {
+    let mut e = Engine::restore(config, zones(), log);
+    for (key, at) in causes {
+        e.mark_seen_at(key, *at);
+    }
+    e
+}
+
+/// The restored engine remembers every id the live one does, recorded at
+/// the same time (so it forgets it at the same time), and nothing more but
+/// the ids of incidents opened by calls (the live engine knows those by
+/// their call's id, recorded at the same time).
+fn check_same_seen(live: &Engine, restored: &Engine) -> Result<(), TestCaseError> {
+    let (a, b) = (live.seen.snapshot(), restored.seen.snapshot());
+    for (k, t) in &a {
+        prop_assert_eq!(
+            b.get(k),
+            Some(t),
+            "live id {} restored as {:?}",
+            k,
+            b.get(k)
+        );
+    }
+    for k in b.keys().filter(|k| !a.contains_key(*k)) {
+        let call = k.strip_prefix("incident:inc-").map(|c| format!("call:{c}"));
+        prop_assert!(
+            call.is_some_and(|c| b.get(&c) == b.get(k)),
+            "restored remembers {} the live engine does not",
+            k
+        );
+    }
+    for e in [live, restored] {
+        prop_assert_eq!(e.stats().seen_ids, e.seen.len() as u64);
+    }
+    Ok(())
+}
+
+/// No unit on two incidents, and incident and unit views agree.
+fn check_one_incident_per_unit(e: &Engine) -> Result<(), TestCaseError> {
+    let mut owner: BTreeMap<&str, &str> = BTreeMap::new();
+    for inc in e.incidents() {
+        for u in &inc.assigned_units {
+            prop_assert!(
+                owner.insert(u, &inc.incident_id).is_none(),
+                "unit {} on two incidents",
+                u
+            );
         }
     }
-    all
+    for u in e.units() {
+        match &u.incident_id {
+            Some(i) => prop_assert_eq!(owner.get(u.unit_id.as_str()).copied(), Some(i.as_str())),
+            None => prop_assert!(!owner.contains_key(u.unit_id.as_str())),
+        }
+    }
+    Ok(())
 }
 
 proptest! {
@@ -485,25 +763,13 @@ proptest! {
         let inputs = to_inputs(&steps);
         // Everything on, defaults: surge, stale GPS, coverage, swaps, jumps.
         let mut e = Engine::new(EngineConfig::default(), zones(), 0);
-        let events = run(&mut e, &inputs);
+        let (events, causes) = run_logged(&mut e, &inputs);
 
         // seq strictly increasing and gap-free from 1
         for (i, ev) in events.iter().enumerate() {
             prop_assert_eq!(ev.seq, i as u64 + 1);
         }
-        // No unit on two incidents, and incident and unit views agree.
-        let mut owner: BTreeMap<&str, &str> = BTreeMap::new();
-        for inc in e.incidents() {
-            for u in &inc.assigned_units {
-                prop_assert!(owner.insert(u, &inc.incident_id).is_none(), "unit {} on two incidents", u);
-            }
-        }
-        for u in e.units() {
-            match &u.incident_id {
-                Some(i) => prop_assert_eq!(owner.get(u.unit_id.as_str()).copied(), Some(i.as_str())),
-                None => prop_assert!(!owner.contains_key(u.unit_id.as_str())),
-            }
-        }
+        check_one_incident_per_unit(&e)?;
         // Every open incident is assigned, or was recommended, or escalated.
         for inc in e.incidents() {
             let recommended = events.iter().any(|ev| matches!(&ev.body, EventBody::DispatchRecommended(r) if r.incident_id == inc.incident_id));
@@ -530,11 +796,51 @@ proptest! {
             prop_assert_eq!(restored.index().available_count(kind), e.index().available_count(kind));
         }
         prop_assert_eq!(restored.learned_speeds(), e.learned_speeds());
+        // ... and the same dedupe ids, once the causes on the log are marked.
+        check_same_seen(&e, &restore_marked(EngineConfig::default(), &events, &causes))?;
 
         // Redelivering every input a second time changes nothing more
         // except clock-driven alerts, which are idempotent too.
         let replayed = run(&mut e, &inputs);
         prop_assert!(replayed.iter().all(|ev| !matches!(ev.body, EventBody::IncidentOpened(_) | EventBody::DispatchAssigned(_))), "replay opened or assigned again");
+    }
+
+    /// Runs of many hours with a one-hour dedupe retention: ids expire,
+    /// and call ids come again after they are forgotten. The live engine
+    /// and one restored from its log remember and forget the same ids.
+    #[test]
+    fn live_and_restored_engines_forget_the_same_dedupe_ids(steps in prop::collection::vec(step(), 1..150)) {
+        let config = EngineConfig { dedupe_retention_s: 3600, ..EngineConfig::default() };
+        let inputs = to_inputs_scaled(&steps, 20);
+        let mut live = Engine::new(config.clone(), zones(), 0);
+        let (mut events, mut causes) = (Vec::new(), Vec::new());
+        let mut restored = Engine::new(config.clone(), zones(), 0);
+        // Restored after every few inputs: ids re-recorded after they were
+        // forgotten (a call id coming again) must be as live.
+        for chunk in inputs.chunks(8) {
+            let (evs, cs) = run_logged(&mut live, chunk);
+            events.extend(evs);
+            causes.extend(cs);
+            restored = restore_marked(config.clone(), &events, &causes);
+            // The live clock may have moved on without output.
+            restored.tick(live.clock);
+            check_same_seen(&live, &restored)?;
+        }
+        check_one_incident_per_unit(&live)?;
+        let mut again = Engine::new(config.clone(), zones(), 0);
+        prop_assert_eq!(run(&mut again, &inputs), events.clone());
+        prop_assert_eq!(again.seen.snapshot(), live.seen.snapshot());
+        prop_assert_eq!(restored.incidents().collect::<Vec<_>>(), live.incidents().collect::<Vec<_>>());
+        let now = live.clock;
+        for later_s in [600, 1800, 3600, 5400, 7200] {
+            let at = now.plus_millis(later_s * 1000);
+            live.tick(at);
+            restored.tick(at);
+            check_same_seen(&live, &restored)?;
+        }
+        // Retention + the bucket after the last id: all forgotten.
+        prop_assert_eq!(live.stats().seen_ids, 0);
+        prop_assert_eq!(restored.stats().seen_ids, 0);
     }
 }
 
@@ -1211,6 +1517,27 @@ fn dispatch_policy_is_read_from_config_and_unknown_values_are_refused() {
     }
     let err = "closest".parse::<DispatchPolicy>().unwrap_err();
     assert!(err.to_string().contains("dispatch_policy"), "{err}");
+}
+
+#[test]
+fn dedupe_retention_is_read_from_config_and_out_of_range_values_are_refused() {
+    let c: EngineConfig = toml::from_str("dedupe_retention_s = 86400\n").unwrap();
+    assert_eq!(c.dedupe_retention_s, 86_400);
+    assert!(c.validate().is_ok());
+    for bad in [0, 3599, 31_536_001] {
+        let c = EngineConfig {
+            dedupe_retention_s: bad,
+            ..EngineConfig::default()
+        };
+        let err = c.validate().unwrap_err().to_string();
+        assert!(
+            err.contains("engine.dedupe_retention_s must be within 3600..=31536000"),
+            "{err}"
+        );
+        assert!(err.ends_with(&format!("got {bad}")), "{err}");
+    }
+    let err = toml::from_str::<EngineConfig>("dedupe_retention_s = -1\n").unwrap_err();
+    assert!(err.to_string().contains("dedupe_retention_s"), "{err}");
 }
 
 #[test]

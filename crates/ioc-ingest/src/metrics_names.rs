@@ -16,6 +16,10 @@ pub const PRODUCE_ERRORS: &str = "ioc_produce_errors_total";
 pub const LAST_SEQ: &str = "ioc_processor_last_seq";
 /// Inputs ignored as redeliveries.
 pub const DUPLICATES: &str = "ioc_engine_duplicates_total";
+/// Dedupe ids the engine remembers now (calls, incident reports, commands,
+/// closed incidents within `engine.dedupe_retention_s`): a gauge that
+/// should level off, not grow for ever.
+pub const SEEN_IDS: &str = "ioc_engine_seen_ids";
 /// Recommendations emitted.
 pub const RECOMMENDATIONS: &str = "ioc_engine_recommendations_total";
 /// Offsets stored (inputs fully handled).

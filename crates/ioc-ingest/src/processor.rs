@@ -158,6 +158,7 @@ struct Meters {
     recommendations: metrics::Counter,
     events_produced: metrics::Counter,
     last_seq: metrics::Gauge,
+    seen_ids: metrics::Gauge,
     offsets_stored: metrics::Counter,
     produce_errors: metrics::Counter,
 }
@@ -197,6 +198,7 @@ impl Meters {
             recommendations: metrics::counter!(metric::RECOMMENDATIONS),
             events_produced: metrics::counter!(metric::EVENTS_PRODUCED),
             last_seq: metrics::gauge!(metric::LAST_SEQ),
+            seen_ids: metrics::gauge!(metric::SEEN_IDS),
             offsets_stored: metrics::counter!(metric::OFFSETS_STORED),
             produce_errors: metrics::counter!(metric::PRODUCE_ERRORS),
         }
@@ -262,6 +264,7 @@ pub async fn run_processor(
     tracing::info!(group = %config.group_id, topics = ?inputs, last_seq = engine.last_seq(), "processor started");
 
     let meters = Meters::new();
+    meters.seen_ids.set(engine.stats().seen_ids as f64);
     let max_in_flight = config.max_in_flight.max(1);
     let lag_watch = spawn_lag_watch(Arc::clone(&consumer), Arc::clone(&status), shutdown.clone());
     let mut tick = tokio::time::interval(config.tick_interval);
@@ -303,6 +306,8 @@ pub async fn run_processor(
             }
             _ = store_tick.tick() => store_completed(&acks, &consumer, &status, &meters),
             _ = tick.tick() => {
+                // A gauge sampled once a tick, off the per-input path.
+                meters.seen_ids.set(engine.stats().seen_ids as f64);
                 // Event time, advanced by the wall time since the last input:
                 // deadlines fire when inputs stop, and a replayed or sped-up
                 // stream is not judged by today's wall clock.

@@ -187,6 +187,11 @@ impl Config {
         if let Some(v) = get("IOC_LOG_FORMAT") {
             self.log_format = v;
         }
+        if let Some(v) = get("IOC_DEDUPE_RETENTION_S") {
+            self.engine.dedupe_retention_s = v.trim().parse().with_context(|| {
+                format!("IOC_DEDUPE_RETENTION_S must be a whole number of seconds, got {v:?}")
+            })?;
+        }
         Ok(())
     }
 
@@ -310,6 +315,37 @@ mod tests {
             .apply_env(|k| (k == "IOC_BIND").then(|| "nonsense".to_string()))
             .unwrap_err();
         assert!(err.to_string().contains("IOC_BIND"), "{err}");
+    }
+
+    #[test]
+    fn dedupe_retention_comes_from_file_then_env_and_is_validated() {
+        assert_eq!(Config::default().engine.dedupe_retention_s, 604_800);
+        let mut c: Config = toml::from_str("[engine]\ndedupe_retention_s = 86400\n").unwrap();
+        assert_eq!(c.engine.dedupe_retention_s, 86_400);
+        c.validate().unwrap();
+        c.apply_env(|k| (k == "IOC_DEDUPE_RETENTION_S").then(|| "1209600".to_string()))
+            .unwrap();
+        assert_eq!(c.engine.dedupe_retention_s, 1_209_600);
+        c.validate().unwrap();
+        for bad in ["-1", "7d", ""] {
+            let err = c
+                .apply_env(|k| (k == "IOC_DEDUPE_RETENTION_S").then(|| bad.to_string()))
+                .unwrap_err();
+            assert!(
+                err.to_string()
+                    .contains("IOC_DEDUPE_RETENTION_S must be a whole number"),
+                "{err}"
+            );
+        }
+        c.apply_env(|k| (k == "IOC_DEDUPE_RETENTION_S").then(|| "0".to_string()))
+            .unwrap();
+        let err = format!("{:#}", c.validate().unwrap_err());
+        assert!(
+            err.contains("engine.dedupe_retention_s must be within 3600..=31536000"),
+            "{err}"
+        );
+        let err = toml::from_str::<Config>("[engine]\ndedupe_retention_s = -1\n").unwrap_err();
+        assert!(err.to_string().contains("dedupe_retention_s"), "{err}");
     }
 
     #[test]
