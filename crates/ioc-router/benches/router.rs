@@ -292,9 +292,15 @@ fn nearest(c: &mut Criterion) {
 
 /// Small moves of available units, the same sequence for every contender.
 fn moves(f: &Fixture, count: usize) -> Vec<(u32, f64, f64)> {
+    moves_of(f, count, usize::MAX)
+}
+
+/// Small moves of up to `movers` available units.
+fn moves_of(f: &Fixture, count: usize, movers: usize) -> Vec<(u32, f64, f64)> {
     let mut rng = ChaCha8Rng::seed_from_u64(9);
     let avail: Vec<u32> = (0..f.units.len() as u32)
         .filter(|i| f.units[*i as usize].available)
+        .take(movers)
         .collect();
     (0..count)
         .map(|_| {
@@ -384,13 +390,24 @@ fn update(c: &mut Criterion) {
     group.finish();
 }
 
+/// Fleet size of the margin trade-off: the largest benchmarked size up to
+/// this (`IOC_BENCH_MARGIN_AT`, default 100k).
+fn margin_size() -> usize {
+    std::env::var("IOC_BENCH_MARGIN_AT")
+        .ok()
+        .and_then(|v| v.parse().ok())
+        .unwrap_or(100_000)
+}
+
 /// A vehicle's pings: each unit drives straight at 50 km/h with a ping every
 /// 5 s (~70 m), turning back at the edge of the city; the same sequence for
 /// every margin.
 fn drives(f: &Fixture, count: usize) -> Vec<(u32, f64, f64)> {
     let mut rng = ChaCha8Rng::seed_from_u64(13);
+    // 1,000 units on the move (the rest parked), so each drives many pings.
     let avail: Vec<u32> = (0..f.units.len() as u32)
         .filter(|i| f.units[*i as usize].available)
+        .take(1000)
         .collect();
     let mut heading: HashMap<u32, f64> = HashMap::new();
     let mut pos: HashMap<u32, (f64, f64)> = HashMap::new();
@@ -418,11 +435,11 @@ fn drives(f: &Fixture, count: usize) -> Vec<(u32, f64, f64)> {
 /// insert) against update cost (random walk of <= 50 m steps, and driving)
 /// and query cost, at the largest benchmarked size up to 100k.
 fn margins(c: &mut Criterion) {
-    let Some((n, f)) = fixtures().iter().rfind(|(n, _)| *n <= 100_000) else {
+    let Some((n, f)) = fixtures().iter().rfind(|(n, _)| *n <= margin_size()) else {
         return;
     };
     let mut group = c.benchmark_group("margin");
-    let walk = moves(f, 1 << 16);
+    let walk = moves_of(f, 1 << 16, 1000);
     let drive = drives(f, 1 << 16);
     for margin in [0.0, 50.0, 100.0, 200.0, 400.0] {
         let mut idx = UnitIndex::with_margin_m(margin);
@@ -569,6 +586,63 @@ fn percentiles(_: &mut Criterion) {
         println!("position_update/ours/{n:<8} {}", pct(t));
     }
     let _ = HashMap::<u8, u8>::new();
+    margin_percentiles(pct);
+}
+
+/// The margin trade-off as p50/p99 of single operations (more robust than
+/// means on a busy machine) and the share of pings that touch the tree,
+/// which no noise can change.
+fn margin_percentiles(pct: fn(Vec<u64>) -> String) {
+    let Some((n, f)) = fixtures().iter().rfind(|(n, _)| *n <= margin_size()) else {
+        return;
+    };
+    // 1,000 units moving 40 pings each; the first 20 warm the boxes up.
+    let walk = moves_of(f, 40_000, 1000);
+    let drive = drives(f, 40_000);
+    println!("\nmargin trade-off at {n} units, box margin capped at 0-400 m (20,000 timed operations each)");
+    for margin in [0.0, 50.0, 100.0, 200.0, 400.0] {
+        let mut base = UnitIndex::with_margin_m(margin);
+        for (i, u) in f.units.iter().enumerate() {
+            base.upsert(&f.ids[i], u.kind, u.lat, u.lon, u.available);
+        }
+        for (name, mv) in [("walk", &walk), ("drive", &drive)] {
+            let mut idx = base.clone();
+            let mut pos: Vec<(f64, f64)> = f.units.iter().map(|u| (u.lat, u.lon)).collect();
+            let (mut t, mut touched) = (Vec::with_capacity(20_000), 0u64);
+            // The first half warms the boxes up (units leave their
+            // registration point), the second half is timed.
+            for (j, &(i, dlat, dlon)) in mv.iter().enumerate() {
+                let p = &mut pos[i as usize];
+                *p = (p.0 + dlat, p.1 + dlon);
+                let u = &f.units[i as usize];
+                if j == mv.len() / 2 {
+                    touched = idx.move_counts().1;
+                }
+                let s = Instant::now();
+                idx.upsert(&f.ids[i as usize], u.kind, p.0, p.1, true);
+                let e = s.elapsed().as_nanos() as u64;
+                if j >= mv.len() / 2 {
+                    t.push(e);
+                }
+            }
+            let touched = idx.move_counts().1 - touched;
+            println!(
+                "cap {margin:>3} m  update_{name:<5}  {}  tree touched by {:>5.1} % of pings",
+                pct(t),
+                100.0 * touched as f64 / (mv.len() / 2) as f64
+            );
+            if name == "drive" {
+                let mut t = Vec::with_capacity(20_000);
+                for j in 0..20_000 {
+                    let (lat, lon, _) = f.queries[j % f.queries.len()];
+                    let s = Instant::now();
+                    black_box(idx.nearest_available(UnitKind::Ambulance, lat, lon, K));
+                    t.push(s.elapsed().as_nanos() as u64);
+                }
+                println!("cap {margin:>3} m  nearest_k5    {}", pct(t));
+            }
+        }
+    }
 }
 
 criterion_group! {

@@ -14,8 +14,8 @@
 //! status change moves a unit in or out of its tree.
 //!
 //! Position updates are lazy (the "lazy-update R-tree" of Kwon, Lee and Lee,
-//! 2002): the tree holds for each unit a small box of half-width `margin`
-//! around the position it had when it was last inserted, and the exact
+//! 2002): the tree holds for each unit a small box around the position it
+//! had when it was last inserted, and the exact
 //! position lives beside the tree. A ping that stays inside the box only
 //! overwrites the exact position (a hash lookup and a compare); one that
 //! leaves it is a remove + insert of the box, never a rebuild. A vehicle's
@@ -23,7 +23,15 @@
 //! Queries stay exact: the box's distance is a lower bound of the unit's
 //! true distance, so the nearest walk over boxes, refined by exact distances
 //! in a small heap, yields units in exact great-circle order
-//! (`NearestAvailable`). Ties come out in registration order.
+//! (`NearestAvailable`). Ties come out in unit id order, whatever the order
+//! units were registered in (a restored engine recommends the same units).
+//!
+//! Boxes cost queries: overlapping boxes make the walk visit more of them.
+//! So a box's half-width is the smaller of the margin (100 m by default) and
+//! `SPACING_FRACTION` of the mean spacing of the kind's available units when
+//! it is inserted: a city fleet gets the full margin, a fleet packed denser
+//! than one unit per ~300 m gets smaller boxes (BENCHMARKS.md has the
+//! trade-off measured at 100k and 1M units).
 
 use std::cmp::Ordering;
 use std::collections::{BinaryHeap, HashMap};
@@ -40,6 +48,10 @@ pub const EARTH_RADIUS_M: f64 = 6_371_008.8;
 /// vehicle in town and a few per cent of the spacing of a city's units;
 /// `BENCHMARKS.md` has the update/query trade-off measured for 0–400 m.
 pub const DEFAULT_MARGIN_M: f64 = 100.0;
+
+/// A box's half-width is at most this fraction of the mean spacing of the
+/// available units of its kind.
+pub const SPACING_FRACTION: f64 = 0.3;
 
 type Entry = GeomWithData<Rectangle<[f64; 3]>, u32>;
 
@@ -93,9 +105,9 @@ struct Indexed {
     kind: UnitKind,
     /// Exact position.
     point: [f64; 3],
-    /// Centre of the unit's box in its kind's tree; `Some` exactly when the
-    /// unit is available.
-    boxed: Option<[f64; 3]>,
+    /// Centre and half-width of the unit's box in its kind's tree; `Some`
+    /// exactly when the unit is available.
+    boxed: Option<([f64; 3], f64)>,
 }
 
 /// A unit found by a nearest query.
@@ -116,8 +128,10 @@ pub struct UnitIndex {
     units: Vec<Indexed>,
     /// Available units of each kind, in `kind_slot` order, as boxes.
     trees: [RTree<Entry>; 4],
-    /// Half-width of the boxes on the unit sphere (chord units).
-    half: f64,
+    /// Largest half-width of a box on the unit sphere (chord units).
+    max_half: f64,
+    /// Moves of available units: (inside their box, box moved in the tree).
+    moves: (u64, u64),
 }
 
 impl Default for UnitIndex {
@@ -139,8 +153,25 @@ impl UnitIndex {
             slots: HashMap::new(),
             units: Vec::new(),
             trees: Default::default(),
-            half: margin_m.max(0.0) / EARTH_RADIUS_M,
+            max_half: margin_m.max(0.0) / EARTH_RADIUS_M,
+            moves: (0, 0),
         }
+    }
+
+    /// Half-width for a box entering `tree`: the margin, or less where the
+    /// kind's available units are dense (mean spacing from the tree's extent
+    /// and size; the two widest axes of its root box span the area).
+    fn half_for(max_half: f64, tree: &RTree<Entry>) -> f64 {
+        let n = tree.size();
+        if n < 16 || max_half == 0.0 {
+            return max_half;
+        }
+        let env = tree.root().envelope();
+        let (lo, hi) = (env.lower(), env.upper());
+        let mut ext = [hi[0] - lo[0], hi[1] - lo[1], hi[2] - lo[2]];
+        ext.sort_by(f64::total_cmp);
+        let spacing = (ext[1] * ext[2] / n as f64).sqrt();
+        max_half.min(SPACING_FRACTION * spacing)
     }
 
     /// Number of units known (available or not).
@@ -151,6 +182,13 @@ impl UnitIndex {
     /// True when no unit is known.
     pub fn is_empty(&self) -> bool {
         self.units.is_empty()
+    }
+
+    /// Moves of available units so far: (absorbed by their box, moved their
+    /// box in the tree). The share of the second is what position updates
+    /// cost beyond a hash lookup.
+    pub fn move_counts(&self) -> (u64, u64) {
+        self.moves
     }
 
     /// Number of available units of a kind.
@@ -177,24 +215,28 @@ impl UnitIndex {
                 slot
             }
         };
-        let half = self.half;
         let u = &mut self.units[slot as usize];
         let keep = available
             && u.kind == kind
-            && u.boxed.is_some_and(|c| {
-                (0..3).all(|i| point[i] >= c[i] - half && point[i] <= c[i] + half)
-            });
+            && u.boxed
+                .is_some_and(|(c, h)| (0..3).all(|i| point[i] >= c[i] - h && point[i] <= c[i] + h));
         u.point = point;
         if keep {
+            self.moves.0 += 1;
             return;
         }
-        if let Some(c) = u.boxed.take() {
-            self.trees[kind_slot(u.kind)].remove(&entry(c, half, slot));
+        if available && u.boxed.is_some() && u.kind == kind {
+            self.moves.1 += 1;
+        }
+        if let Some((c, h)) = u.boxed.take() {
+            self.trees[kind_slot(u.kind)].remove(&entry(c, h, slot));
         }
         u.kind = kind;
         if available {
-            u.boxed = Some(point);
-            self.trees[kind_slot(kind)].insert(entry(point, half, slot));
+            let tree = &mut self.trees[kind_slot(kind)];
+            let h = Self::half_for(self.max_half, tree);
+            u.boxed = Some((point, h));
+            tree.insert(entry(point, h, slot));
         }
     }
 
@@ -203,16 +245,16 @@ impl UnitIndex {
         let Some(slot) = self.slots.get(unit_id).copied() else {
             return false;
         };
-        let half = self.half;
         let u = &mut self.units[slot as usize];
         let tree = &mut self.trees[kind_slot(u.kind)];
         match (u.boxed, available) {
             (None, true) => {
-                u.boxed = Some(u.point);
-                tree.insert(entry(u.point, half, slot));
+                let h = Self::half_for(self.max_half, tree);
+                u.boxed = Some((u.point, h));
+                tree.insert(entry(u.point, h, slot));
             }
-            (Some(c), false) => {
-                tree.remove(&entry(c, half, slot));
+            (Some((c, h)), false) => {
+                tree.remove(&entry(c, h, slot));
                 u.boxed = None;
             }
             _ => {}
@@ -255,26 +297,31 @@ impl UnitIndex {
     }
 }
 
-/// A unit whose exact distance is known, ordered nearest (then lowest slot)
-/// first in a max-heap.
-#[derive(Debug, PartialEq)]
-struct Refined {
+/// A unit whose exact distance is known, ordered nearest (then lowest unit
+/// id) first in a max-heap.
+struct Refined<'a> {
     d2: f64,
-    slot: u32,
+    unit: &'a Indexed,
 }
 
-impl Eq for Refined {}
+impl PartialEq for Refined<'_> {
+    fn eq(&self, other: &Self) -> bool {
+        self.cmp(other) == Ordering::Equal
+    }
+}
 
-impl Ord for Refined {
+impl Eq for Refined<'_> {}
+
+impl Ord for Refined<'_> {
     fn cmp(&self, other: &Self) -> Ordering {
         other
             .d2
             .total_cmp(&self.d2)
-            .then_with(|| other.slot.cmp(&self.slot))
+            .then_with(|| other.unit.unit_id.cmp(&self.unit.unit_id))
     }
 }
 
-impl PartialOrd for Refined {
+impl PartialOrd for Refined<'_> {
     fn partial_cmp(&self, other: &Self) -> Option<Ordering> {
         Some(self.cmp(other))
     }
@@ -288,7 +335,7 @@ struct NearestAvailable<'a, W: Iterator<Item = (&'a Entry, f64)>> {
     units: &'a [Indexed],
     walk: std::iter::Peekable<W>,
     q: [f64; 3],
-    refined: BinaryHeap<Refined>,
+    refined: BinaryHeap<Refined<'a>>,
 }
 
 impl<'a, W: Iterator<Item = (&'a Entry, f64)>> Iterator for NearestAvailable<'a, W> {
@@ -304,13 +351,13 @@ impl<'a, W: Iterator<Item = (&'a Entry, f64)>> Iterator for NearestAvailable<'a,
                 _ => {}
             }
             if let Some((e, _)) = self.walk.next() {
-                let slot = e.data;
-                let d2 = chord_2(&self.units[slot as usize].point, &self.q);
-                self.refined.push(Refined { d2, slot });
+                let unit = &self.units[e.data as usize];
+                let d2 = chord_2(&unit.point, &self.q);
+                self.refined.push(Refined { d2, unit });
             }
         }
         let best = self.refined.pop()?;
-        let u = &self.units[best.slot as usize];
+        let u = best.unit;
         Some(Nearby {
             unit_id: &u.unit_id,
             kind: u.kind,
@@ -360,6 +407,62 @@ mod tests {
         assert_eq!(idx.available_count(UnitKind::Police), 2);
         let got = idx.nearest_available(UnitKind::Police, 0.0, 0.0, 1);
         assert_eq!(got[0].unit_id, "b");
+        assert_eq!(idx.move_counts(), (0, 1));
+        // 10 m further: inside its box, the tree is not touched, and the
+        // exact position is what queries see.
+        idx.upsert("a", UnitKind::Police, 0.0, 2.0001, true);
+        assert_eq!(idx.move_counts(), (1, 1));
+        let got = idx.nearest_available(UnitKind::Police, 0.0, 2.0001, 1);
+        assert_eq!(got[0].unit_id, "a");
+        assert!(got[0].distance_m < 0.01, "{}", got[0].distance_m);
+    }
+
+    #[test]
+    fn ties_come_out_in_unit_id_order_whatever_the_registration_order() {
+        // Three ambulances parked at one hospital, one a little further.
+        let ids = ["amb-c", "amb-a", "amb-d", "amb-b"];
+        let at = |id: &str| if id == "amb-d" { 16.0610 } else { 16.0600 };
+        let mut orders = Vec::new();
+        for rotation in 0..ids.len() {
+            let mut idx = UnitIndex::new();
+            for i in 0..ids.len() {
+                let id = ids[(i + rotation) % ids.len()];
+                idx.upsert(id, UnitKind::Ambulance, at(id), 108.22, true);
+            }
+            let got: Vec<String> = idx
+                .nearest_available(UnitKind::Ambulance, 16.0590, 108.22, 4)
+                .iter()
+                .map(|n| n.unit_id.to_string())
+                .collect();
+            orders.push(got);
+        }
+        assert_eq!(orders[0], vec!["amb-a", "amb-b", "amb-c", "amb-d"]);
+        assert!(orders.iter().all(|o| *o == orders[0]), "{orders:?}");
+    }
+
+    #[test]
+    fn dense_fleets_get_smaller_boxes() {
+        // 400 units on a 20 x 20 grid 50 m apart: spacing 50 m, so boxes of
+        // at most 0.3 x 50 m = 15 m, not the 100 m margin.
+        let mut idx = UnitIndex::new();
+        for i in 0..400 {
+            let (r, c) = ((i / 20) as f64, (i % 20) as f64);
+            idx.upsert(
+                &format!("u{i}"),
+                UnitKind::Police,
+                16.0 + r * 0.00045,
+                108.2 + c * 0.00047,
+                true,
+            );
+        }
+        let h = UnitIndex::half_for(idx.max_half, &idx.trees[kind_slot(UnitKind::Police)]);
+        let metres = h * EARTH_RADIUS_M;
+        assert!(metres < 20.0 && metres > 10.0, "{metres}");
+        let sparse = UnitIndex::new();
+        assert_eq!(
+            UnitIndex::half_for(sparse.max_half, &sparse.trees[0]) * EARTH_RADIUS_M,
+            DEFAULT_MARGIN_M
+        );
     }
 
     fn kind_strategy() -> impl Strategy<Value = UnitKind> {
