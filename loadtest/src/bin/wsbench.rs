@@ -92,6 +92,16 @@ struct Args {
     /// Idle connection counts of the matrix.
     #[arg(long, value_delimiter = ',', default_value = "19900")]
     matrix_idle: Vec<usize>,
+    /// With --idle: spread the idle connections over this many gateway
+    /// processes (each with its own clients process), all held open at the
+    /// same time, and sum their memory. For a per-process open-files limit
+    /// below the connection count (20,000 in our CI containers).
+    #[arg(long, default_value_t = 1)]
+    idle_shards: usize,
+    /// Internal: after connecting (idle mode), print the result and keep the
+    /// connections open until a line arrives on stdin.
+    #[arg(long, hide = true)]
+    hold: bool,
     /// Internal: run the websocket clients against --addr.
     #[arg(long, hide = true)]
     clients_only: bool,
@@ -107,6 +117,9 @@ fn main() -> anyhow::Result<()> {
         .build()?;
     if args.matrix {
         return run_matrix(&args);
+    }
+    if args.idle.is_some() && args.idle_shards > 1 && !args.clients_only {
+        return run_sharded_idle(&args);
     }
     if args.clients_only {
         return rt.block_on(clients_process(args));
@@ -215,6 +228,92 @@ fn run_matrix(args: &Args) -> anyhow::Result<()> {
             r["rss_per_client_kib"].as_f64().unwrap_or(0.0),
         );
     }
+    Ok(())
+}
+
+/// `MemAvailable` of the machine, bytes.
+fn mem_available() -> u64 {
+    std::fs::read_to_string("/proc/meminfo")
+        .ok()
+        .and_then(|s| {
+            s.lines()
+                .find(|l| l.starts_with("MemAvailable:"))
+                .and_then(|l| l.split_whitespace().nth(1))
+                .and_then(|kb| kb.parse::<u64>().ok())
+        })
+        .map(|kb| kb * 1024)
+        .unwrap_or(0)
+}
+
+/// `--idle N --idle-shards S`: S gateway processes of N/S idle connections
+/// each, all open at once; prints one Markdown row and a JSON line.
+fn run_sharded_idle(args: &Args) -> anyhow::Result<()> {
+    let total = args.idle.unwrap_or(0);
+    let shards = args.idle_shards;
+    let exe = std::env::current_exe()?;
+    let avail_before = mem_available();
+    let mut children = Vec::new();
+    for s in 0..shards {
+        let n = total / shards + usize::from(s < total % shards);
+        let child = std::process::Command::new(&exe)
+            .arg(format!("--server={}", args.server))
+            .arg(format!("--idle={n}"))
+            .arg("--hold")
+            .stdin(Stdio::piped())
+            .stdout(Stdio::piped())
+            .stderr(Stdio::inherit())
+            .spawn()
+            .context("cannot start a shard")?;
+        children.push(child);
+    }
+    let mut rows = Vec::new();
+    for child in &mut children {
+        let out = child.stdout.take().context("no stdout")?;
+        let mut line = String::new();
+        std::io::BufReader::new(out).read_line(&mut line)?;
+        let row: Value = serde_json::from_str(line.trim())
+            .with_context(|| format!("a shard failed: {line:?}"))?;
+        eprintln!("wsbench: shard {row}");
+        rows.push(row);
+    }
+    // Every shard holds its connections now.
+    std::thread::sleep(Duration::from_secs(1));
+    let avail_during = mem_available();
+    for child in &mut children {
+        if let Some(mut stdin) = child.stdin.take() {
+            let _ = writeln!(stdin, "stop");
+        }
+    }
+    for child in &mut children {
+        let _ = child.wait();
+    }
+    let sum = |k: &str| {
+        rows.iter()
+            .map(|r| r[k].as_f64().unwrap_or(0.0))
+            .sum::<f64>()
+    };
+    let connected: u64 = rows
+        .iter()
+        .map(|r| r["clients"].as_u64().unwrap_or(0))
+        .sum();
+    let (before, after) = (sum("rss_before_mib"), sum("rss_after_mib"));
+    let machine_mib = avail_before.saturating_sub(avail_during) as f64 / (1024.0 * 1024.0);
+    println!("| server | idle connections | processes | server RSS before (sum) | server RSS after (sum) | per connection | machine memory used (servers + clients + kernel) |");
+    println!("|---|---|---|---|---|---|---|");
+    println!(
+        "| {} | {connected} | {shards} | {before:.0} MiB | {after:.0} MiB | {:.1} KiB | {machine_mib:.0} MiB |",
+        args.server,
+        (after - before) * 1024.0 / connected.max(1) as f64
+    );
+    println!(
+        "{}",
+        json!({
+            "mode": "idle_sharded", "server": args.server, "clients": connected,
+            "shards": shards, "rss_before_mib": before, "rss_after_mib": after,
+            "rss_per_client_kib": (after - before) * 1024.0 / connected.max(1) as f64,
+            "machine_mib": machine_mib,
+        })
+    );
     Ok(())
 }
 
@@ -421,6 +520,24 @@ async fn run_case(args: Args) -> anyhow::Result<Value> {
     };
     tokio::time::sleep(Duration::from_millis(500)).await;
     let rss_after = rss_bytes();
+    if idle && args.hold {
+        let mib = |b: u64| b as f64 / (1024.0 * 1024.0);
+        println!(
+            "{}",
+            json!({
+                "mode": "idle", "server": args.server, "clients": n,
+                "connect_secs": connect_secs,
+                "rss_before_mib": mib(rss_before), "rss_after_mib": mib(rss_after),
+            })
+        );
+        tokio::task::spawn_blocking(|| {
+            let mut line = String::new();
+            let _ = std::io::stdin().lock().read_line(&mut line);
+        })
+        .await?;
+        // The parent has its figures; the clients process ends with our pipe.
+        std::process::exit(0);
+    }
 
     let mut published = 0u64;
     let mut publish_secs = 0.0;
@@ -577,9 +694,9 @@ async fn clients_process(args: Args) -> anyhow::Result<()> {
         "closed_early": tally.closed_early.load(Ordering::Relaxed),
         "rss_mib": rss_bytes() as f64 / (1024.0 * 1024.0),
     });
+    // A parent that already has its figures (--hold) may be gone: no error.
     let mut out = stdout.lock();
-    writeln!(out, "{report}")?;
-    out.flush()?;
+    let _ = writeln!(out, "{report}").and_then(|_| out.flush());
     std::process::exit(0);
 }
 
