@@ -9,7 +9,7 @@
 use std::sync::Arc;
 use std::time::Duration;
 
-use ioc_model::OutputEvent;
+use ioc_model::{OutputEvent, Timestamp};
 use rdkafka::consumer::{BaseConsumer, Consumer, StreamConsumer};
 use rdkafka::message::{Headers, Message};
 use rdkafka::{Offset, TopicPartitionList};
@@ -56,8 +56,10 @@ pub const BATCH_END_HEADER: &str = "ioc-batch-end";
 pub struct RecoveredLog {
     /// Events of complete batches, each seq once, in order.
     pub events: Vec<OutputEvent>,
-    /// Causes of those events: inputs whose effects are all in the log.
-    pub causes: Vec<String>,
+    /// Causes of those events: inputs whose effects are all in the log,
+    /// with the time of the first event each caused (when the engine
+    /// recorded it, for the dedupe retention).
+    pub causes: Vec<(String, Timestamp)>,
     /// Events after the last complete batch (a crash cut the batch short);
     /// the input will be redelivered and re-emit them with the same seqs.
     pub dropped_tail: usize,
@@ -86,8 +88,8 @@ impl RecoveredLog {
             }
             last_seq = ev.seq;
             if let Some(c) = cause {
-                if out.causes.last() != Some(&c) {
-                    out.causes.push(c);
+                if out.causes.last().map(|l| &l.0) != Some(&c) {
+                    out.causes.push((c, ev.ts));
                 }
             }
             out.events.push(ev);
@@ -239,7 +241,7 @@ mod tests {
     fn ev(seq: u64) -> OutputEvent {
         OutputEvent {
             seq,
-            ts: Timestamp::from_unix_millis(0),
+            ts: Timestamp::from_unix_millis(seq as i64 * 1000),
             district: None,
             body: EventBody::UnitUpdated(UnitView {
                 unit_id: format!("u{seq}"),
@@ -270,7 +272,9 @@ mod tests {
         ]);
         let seqs: Vec<u64> = log.events.iter().map(|e| e.seq).collect();
         assert_eq!(seqs, vec![1, 2]);
-        assert_eq!(log.causes, vec!["call:a".to_string()]);
+        // Each cause with the time of the first event it caused.
+        let t = Timestamp::from_unix_millis;
+        assert_eq!(log.causes, vec![("call:a".to_string(), t(1000))]);
         assert_eq!(log.dropped_tail, 1);
     }
 
@@ -286,7 +290,14 @@ mod tests {
         let seqs: Vec<u64> = log.events.iter().map(|e| e.seq).collect();
         assert_eq!(seqs, vec![1, 2, 3]);
         assert_eq!(log.duplicates, 1);
-        assert_eq!(log.causes, vec!["call:a".to_string(), "call:b".to_string()]);
+        let t = Timestamp::from_unix_millis;
+        assert_eq!(
+            log.causes,
+            vec![
+                ("call:a".to_string(), t(1000)),
+                ("call:b".to_string(), t(2000))
+            ]
+        );
         assert_eq!(log.dropped_tail, 0);
     }
 

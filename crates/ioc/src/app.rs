@@ -166,12 +166,12 @@ pub async fn start(config: &Config, opts: StartOptions) -> anyhow::Result<System
     let mut engine = Engine::restore(config.engine.clone(), Arc::clone(&zones), &log.events);
     // Inputs deduplicated by id; positions and status reports (caused by
     // `topic:partition:offset`) are deduplicated by their timestamps.
-    for cause in &log.causes {
+    for (cause, at) in &log.causes {
         if matches!(
             cause.split_once(':'),
             Some(("call" | "incident" | "command", _))
         ) {
-            engine.mark_seen(cause);
+            engine.mark_seen_at(cause, *at);
         }
     }
     tracing::info!(
