@@ -71,6 +71,20 @@ fn call(id: &str, cat: Category, lat: f64, lon: f64, s: i64) -> Input {
     })
 }
 
+/// Call `c1` at t+100 s (opens `inc-c1`) and command `k1` closing it at
+/// t+200 s: the dedupe ids of the retention tests.
+fn call_then_close() -> (Input, Input) {
+    let c1 = call("c1", Category::Medical, 16.0678, 108.2208, 100);
+    let close = command(
+        "k1",
+        CommandOp::CloseIncident {
+            incident_id: "inc-c1".into(),
+        },
+        200,
+    );
+    (c1, close)
+}
+
 fn command(id: &str, op: CommandOp, s: i64) -> Input {
     Input::Command(Command {
         command_id: id.into(),
@@ -264,14 +278,7 @@ fn redeliveries_are_ignored_within_the_dedupe_retention_and_ids_forgotten_after(
         0,
         "units and pings are not deduped by id"
     );
-    let c1 = call("c1", Category::Medical, 16.0678, 108.2208, 100);
-    let close = command(
-        "k1",
-        CommandOp::CloseIncident {
-            incident_id: "inc-c1".into(),
-        },
-        200,
-    );
+    let (c1, close) = call_then_close();
     assert!(!e.apply(&c1).unwrap().is_empty());
     assert!(!e.apply(&close).unwrap().is_empty());
     // call:c1, command:k1, closed:inc-c1
@@ -360,14 +367,7 @@ fn a_restored_engine_forgets_the_same_ids_as_the_live_one() {
         evs
     };
     let h = 3600;
-    let c1 = call("c1", Category::Medical, 16.0678, 108.2208, 100);
-    let close = command(
-        "k1",
-        CommandOp::CloseIncident {
-            incident_id: "inc-c1".into(),
-        },
-        200,
-    );
+    let (c1, close) = call_then_close();
     step(&mut live, c1.clone());
     step(&mut live, close.clone());
     // Rejected: known from the log; its id is on the event.

@@ -147,15 +147,19 @@ fn now_nanos() -> u64 {
 
 /// Resident memory of this process in bytes.
 fn rss_bytes() -> u64 {
-    std::fs::read_to_string("/proc/self/status")
+    proc_kib("/proc/self/status", "VmRSS:") * 1024
+}
+
+/// A `Key:   N kB` line of a /proc file, in KiB (0 when absent).
+fn proc_kib(path: &str, key: &str) -> u64 {
+    std::fs::read_to_string(path)
         .ok()
         .and_then(|s| {
             s.lines()
-                .find(|l| l.starts_with("VmRSS:"))
+                .find(|l| l.starts_with(key))
                 .and_then(|l| l.split_whitespace().nth(1))
                 .and_then(|kb| kb.parse::<u64>().ok())
         })
-        .map(|kb| kb * 1024)
         .unwrap_or(0)
 }
 
@@ -233,16 +237,7 @@ fn run_matrix(args: &Args) -> anyhow::Result<()> {
 
 /// `MemAvailable` of the machine, bytes.
 fn mem_available() -> u64 {
-    std::fs::read_to_string("/proc/meminfo")
-        .ok()
-        .and_then(|s| {
-            s.lines()
-                .find(|l| l.starts_with("MemAvailable:"))
-                .and_then(|l| l.split_whitespace().nth(1))
-                .and_then(|kb| kb.parse::<u64>().ok())
-        })
-        .map(|kb| kb * 1024)
-        .unwrap_or(0)
+    proc_kib("/proc/meminfo", "MemAvailable:") * 1024
 }
 
 /// `--idle N --idle-shards S`: S gateway processes of N/S idle connections
