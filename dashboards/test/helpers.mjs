@@ -10,7 +10,8 @@ import { chromium } from 'playwright-core';
 
 const here = dirname(fileURLToPath(import.meta.url));
 export const repoRoot = resolve(here, '..', '..');
-export const IOC_BIN = process.env.IOC_BIN || join(repoRoot, 'target', 'debug', 'ioc');
+export const IOC_BIN =
+  process.env.IOC_BIN || join(process.env.CARGO_TARGET_DIR || join(repoRoot, 'target'), 'debug', 'ioc');
 export const CHROMIUM = process.env.CHROMIUM || '/usr/bin/chromium';
 export const SCREENSHOTS = join(repoRoot, 'docs', 'screenshots');
 
