@@ -109,11 +109,16 @@ async fn broker_outage_marks_screens_stale_and_loses_nothing() -> anyhow::Result
         .with_context(|| {
             format!(
                 "the call produced during the outage never reached the screen \
-                 (a critical task stopped: {}, processor handled {} inputs)",
+                 (a critical task stopped: {}, processor handled {} inputs, its lag over \
+                 its assignment at the last check: {})",
                 sys.system.fatal.is_cancelled(),
                 sys.system
                     .processor
                     .handled
+                    .load(std::sync::atomic::Ordering::Relaxed),
+                sys.system
+                    .processor
+                    .lag
                     .load(std::sync::atomic::Ordering::Relaxed)
             )
         })?;

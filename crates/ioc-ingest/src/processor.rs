@@ -94,6 +94,9 @@ fn spawn_lag_watch(
     shutdown: CancellationToken,
 ) -> tokio::task::JoinHandle<()> {
     tokio::spawn(async move {
+        // Seconds with inputs waiting and none handled (a stuck consumer
+        // shows here first: issue notes on the broker-outage test).
+        let (mut idle_s, mut handled_before) = (0u32, 0u64);
         loop {
             tokio::select! {
                 _ = shutdown.cancelled() => return,
@@ -131,6 +134,21 @@ fn spawn_lag_watch(
             .ok()
             .flatten();
             if let Some((lag, partitions)) = measured {
+                let handled = status.handled.load(Ordering::Relaxed);
+                idle_s = if lag > 0 && handled == handled_before {
+                    idle_s + 1
+                } else {
+                    0
+                };
+                handled_before = handled;
+                if idle_s == 10 {
+                    tracing::warn!(
+                        lag,
+                        partitions,
+                        handled,
+                        "processor has inputs waiting and handled none for 10 s"
+                    );
+                }
                 metrics::gauge!(metric::CONSUMER_LAG).set(lag as f64);
                 status.lag.store(lag.max(0) as u64, Ordering::Relaxed);
                 if partitions > 0 && lag == 0 && !status.caught_up.swap(true, Ordering::Relaxed) {
