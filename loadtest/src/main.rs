@@ -10,6 +10,12 @@
 //!
 //! `--embedded` starts the embedded broker and the whole system in-process;
 //! otherwise give `--brokers` and `--gateway` of a running system.
+//!
+//! While the load runs it samples the resident memory (`VmRSS`) of this
+//! process (which, with `--embedded`, is the broker, the system and the
+//! measuring clients together) and of every `--watch-pid` (e.g. a separately
+//! started `ioc serve`), and reports it at the start of the load, after the
+//! warm-up, at the end, its maximum, and its slope after the warm-up.
 
 use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::{Arc, Mutex};
@@ -25,6 +31,7 @@ use rdkafka::message::Message;
 use rdkafka::producer::{FutureProducer, FutureRecord, Producer};
 use rdkafka::ClientConfig;
 use serde_json::json;
+use tokio_tungstenite::tungstenite::protocol::WebSocketConfig;
 use tokio_tungstenite::tungstenite::Message as WsMessage;
 
 #[derive(Debug, Parser)]
@@ -71,6 +78,31 @@ struct Args {
     /// embedded system (repeatable), to try settings without a config file.
     #[arg(long = "kafka-property", value_name = "KEY=VALUE")]
     kafka_properties: Vec<String>,
+    /// Seconds between memory (VmRSS) samples while the load runs; 0 = off.
+    #[arg(long, default_value_t = 10)]
+    mem_interval: u64,
+    /// Seconds of load counted as warm-up: the memory slope is fitted to the
+    /// samples after it.
+    #[arg(long, default_value_t = 120)]
+    mem_warmup: u64,
+    /// Also sample the memory of this process (repeatable), e.g. a
+    /// separately started `ioc serve` or `ioc broker`.
+    #[arg(long = "watch-pid", value_name = "PID")]
+    watch_pids: Vec<u32>,
+    /// Units registered per batch; with --embedded each batch waits until the
+    /// processor and the gateway have applied it, otherwise batches are paced
+    /// at --register-rate. The embedded broker keeps only the last 5 MiB of
+    /// each partition, so an unpaced 1M-unit registration would be lost.
+    #[arg(long, default_value_t = 10_000)]
+    register_batch: usize,
+    /// Registrations per second between batches without --embedded.
+    #[arg(long, default_value_t = 20_000)]
+    register_rate: u64,
+    /// GET the gateway's `/metrics` every this many seconds while the load
+    /// runs, as Prometheus would; 0 = never. The Prometheus recorder keeps
+    /// every histogram observation until it is rendered.
+    #[arg(long, default_value_t = 0)]
+    scrape_metrics: u64,
 }
 
 const SECRET: &str = "loadtest-secret-0123456789abcdef";
@@ -148,22 +180,51 @@ async fn main() -> anyhow::Result<()> {
         })
         .collect();
     eprintln!("registering {} units", fleet.len());
-    for (i, (id, _, _)) in fleet.iter().enumerate() {
-        let kind = ["ambulance", "police", "fire_engine", "rescue"][i % 4];
-        let msg =
-            json!({"unit_id": id, "ts": Timestamp::now(), "kind": kind, "status": "available"});
-        send(&producer, &topics.units, id, msg.to_string().as_bytes())?;
+    let register_start = Instant::now();
+    let handled_base = _system
+        .as_ref()
+        .map_or(0, |s| s.processor.handled.load(Ordering::Relaxed));
+    let batch = args.register_batch.max(1);
+    for (b, chunk) in fleet.chunks(batch).enumerate() {
+        for (j, (id, _, _)) in chunk.iter().enumerate() {
+            let kind = ["ambulance", "police", "fire_engine", "rescue"][(b * batch + j) % 4];
+            let msg =
+                json!({"unit_id": id, "ts": Timestamp::now(), "kind": kind, "status": "available"});
+            send(&producer, &topics.units, id, msg.to_string().as_bytes())?;
+        }
+        producer.flush(Duration::from_secs(30))?;
+        let registered = (b * batch + chunk.len()) as u64;
+        if let Some(system) = _system.as_ref() {
+            // Wait for the processor to handle the batch and the gateway to
+            // apply its events before producing more.
+            let deadline = Instant::now() + Duration::from_secs(120);
+            while system.processor.handled.load(Ordering::Relaxed) < handled_base + registered
+                || system.gateway.last_seq() < system.processor.last_seq.load(Ordering::Relaxed)
+            {
+                if Instant::now() > deadline {
+                    bail!("registration stalled after {registered} units");
+                }
+                tokio::time::sleep(Duration::from_millis(5)).await;
+            }
+        } else if fleet.len() > batch {
+            let due = Duration::from_secs_f64(registered as f64 / args.register_rate.max(1) as f64);
+            tokio::time::sleep(due.saturating_sub(register_start.elapsed())).await;
+        }
+        if fleet.len() > batch {
+            eprint!("\r  registered {registered} ");
+        }
     }
-    producer.flush(Duration::from_secs(30))?;
     let http = reqwest::Client::new();
     let deadline = Instant::now() + Duration::from_secs(120);
+    // The whole list each time: poll less often for a large fleet.
+    let poll = Duration::from_millis(200.max(fleet.len() as u64 / 100));
     loop {
         let n = http
             .get(format!("http://{gateway}/api/units"))
             .bearer_auth(&token)
             .send()
             .await?
-            .json::<Vec<serde_json::Value>>()
+            .json::<Vec<serde::de::IgnoredAny>>()
             .await
             .map(|v| v.len())
             .unwrap_or(0);
@@ -173,8 +234,10 @@ async fn main() -> anyhow::Result<()> {
         if Instant::now() > deadline {
             bail!("only {n} of {} units registered after 120 s", fleet.len());
         }
-        tokio::time::sleep(Duration::from_millis(200)).await;
+        tokio::time::sleep(poll).await;
     }
+    let register_s = register_start.elapsed().as_secs_f64();
+    eprintln!("\r{} units registered in {register_s:.1} s", fleet.len());
 
     // Websocket clients.
     let hist = Arc::new(Mutex::new(Histogram::<u64>::new_with_bounds(
@@ -185,6 +248,10 @@ async fn main() -> anyhow::Result<()> {
     // the processing window.
     let origin = Instant::now();
     let last_rx_us = Arc::new(AtomicU64::new(0));
+    // Clients that have their `units` snapshot: the load starts once all
+    // have it, as a screen first loads the picture (at 1M units the snapshot
+    // is ~200 MB and a client still parsing it would be cut as slow).
+    let snapshots = Arc::new(AtomicU64::new(0));
     let mut readers = Vec::new();
     for i in 0..args.clients {
         // One token per client: the gateway caps open websockets per token
@@ -197,17 +264,24 @@ async fn main() -> anyhow::Result<()> {
             3600,
         )?;
         let url = format!("ws://{gateway}/ws?access_token={token}");
-        let (mut ws, _) = tokio_tungstenite::connect_async(url).await?;
+        // No size limit: the first frame is a snapshot of the whole fleet
+        // (~200 MB at 1M units, over tungstenite's 64 MiB default).
+        let ws_config = WebSocketConfig::default()
+            .max_message_size(None)
+            .max_frame_size(None);
+        let (mut ws, _) =
+            tokio_tungstenite::connect_async_with_config(url, Some(ws_config), false).await?;
         ws.send(WsMessage::Text(
             json!({"op":"subscribe","channel":"units"})
                 .to_string()
                 .into(),
         ))
         .await?;
-        let (hist, delivered, last_rx_us) = (
+        let (hist, delivered, last_rx_us, snapshots) = (
             Arc::clone(&hist),
             Arc::clone(&delivered),
             Arc::clone(&last_rx_us),
+            Arc::clone(&snapshots),
         );
         readers.push(tokio::spawn(async move {
             while let Some(Ok(msg)) = ws.next().await {
@@ -218,6 +292,9 @@ async fn main() -> anyhow::Result<()> {
                 let Ok(frame) = serde_json::from_str::<FrameTs<'_>>(&t) else {
                     continue;
                 };
+                if frame.op == "snapshot" {
+                    snapshots.fetch_add(1, Ordering::Relaxed);
+                }
                 if frame.op != "event" {
                     continue;
                 }
@@ -237,12 +314,81 @@ async fn main() -> anyhow::Result<()> {
         }));
     }
 
+    let snapshot_start = Instant::now();
+    while snapshots.load(Ordering::Relaxed) < args.clients as u64 {
+        if snapshot_start.elapsed() > Duration::from_secs(300) {
+            bail!(
+                "only {} of {} clients got their snapshot in 300 s",
+                snapshots.load(Ordering::Relaxed),
+                args.clients
+            );
+        }
+        tokio::time::sleep(Duration::from_millis(20)).await;
+    }
+    let snapshot_wait_s = snapshot_start.elapsed().as_secs_f64();
+
     // Load.
     eprintln!(
         "producing {} pings/s for {} s to {} clients",
         args.rate, args.duration, args.clients
     );
+    // The system's own counters around the load (where frames go when they
+    // do not reach a screen: coalesced, slow clients cut, events skipped).
+    let metrics_url = format!("http://{gateway}/metrics");
+    let counters_before = scrape_counters(&http, &metrics_url).await;
+    let loadavg_start = loadavg();
     let start = Instant::now();
+    // Memory samples: this process, then every --watch-pid.
+    let mut watched: Vec<(String, Option<u32>)> = vec![(
+        if args.embedded {
+            "loadtest + embedded broker and system (self)".to_string()
+        } else {
+            "loadtest (self)".to_string()
+        },
+        None,
+    )];
+    for &pid in &args.watch_pids {
+        let comm = std::fs::read_to_string(format!("/proc/{pid}/comm"))
+            .with_context(|| format!("--watch-pid {pid}: no such process"))?;
+        watched.push((format!("{} (pid {pid})", comm.trim()), Some(pid)));
+    }
+    let mem_samples: Arc<Mutex<Vec<MemSample>>> = Arc::default();
+    let scrapes = Arc::new(AtomicU64::new(0));
+    // Pings produced so far, for the samples: a backlog (frames not yet on
+    // the screens) is memory too.
+    let sent_so_far = Arc::new(AtomicU64::new(0));
+    let sampler = (args.mem_interval > 0).then(|| {
+        let (samples, watched) = (Arc::clone(&mem_samples), watched.clone());
+        let (sent_so_far, delivered) = (Arc::clone(&sent_so_far), Arc::clone(&delivered));
+        let every = Duration::from_secs(args.mem_interval);
+        tokio::spawn(async move {
+            let mut tick = tokio::time::interval(every);
+            tick.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
+            loop {
+                tick.tick().await;
+                let s = sample_memory(start, &watched, &sent_so_far, &delivered);
+                if let Ok(mut v) = samples.lock() {
+                    v.push(s);
+                }
+            }
+        })
+    });
+    let scraper = (args.scrape_metrics > 0).then(|| {
+        let (http, url) = (http.clone(), format!("http://{gateway}/metrics"));
+        let every = Duration::from_secs(args.scrape_metrics);
+        let scrapes = Arc::clone(&scrapes);
+        tokio::spawn(async move {
+            let mut tick = tokio::time::interval(every);
+            loop {
+                tick.tick().await;
+                if let Ok(r) = http.get(&url).send().await {
+                    if r.status().is_success() && r.bytes().await.is_ok() {
+                        scrapes.fetch_add(1, Ordering::Relaxed);
+                    }
+                }
+            }
+        })
+    });
     let mut sent = 0u64;
     let total = if args.rate == 0 {
         args.count
@@ -253,14 +399,33 @@ async fn main() -> anyhow::Result<()> {
     // With --embedded, the processor's own rate: from the first ping
     // produced to the last one handled (every output acknowledged and the
     // offset stored), without the gateway and websocket legs.
+    // Also the largest consumer lag the processor reported (it updates it
+    // every second) until then.
     let processor_done_us = Arc::new(AtomicU64::new(0));
+    let lag_max = Arc::new(AtomicU64::new(0));
+    // When the processor last handled a ping: its rate when some were lost.
+    let processor_last_us = Arc::new(AtomicU64::new(0));
+    let handled_before = _system
+        .as_ref()
+        .map(|s| s.processor.handled.load(Ordering::Relaxed));
     let processor_watch = _system.as_ref().map(|system| {
         let status = Arc::clone(&system.processor);
         let target = status.handled.load(Ordering::Relaxed) + total;
-        let done = Arc::clone(&processor_done_us);
+        let (done, lag_max, last) = (
+            Arc::clone(&processor_done_us),
+            Arc::clone(&lag_max),
+            Arc::clone(&processor_last_us),
+        );
         tokio::spawn(async move {
-            while status.handled.load(Ordering::Relaxed) < target {
+            let mut seen = status.handled.load(Ordering::Relaxed);
+            while seen < target {
+                lag_max.fetch_max(status.lag.load(Ordering::Relaxed), Ordering::Relaxed);
                 tokio::time::sleep(Duration::from_millis(1)).await;
+                let now = status.handled.load(Ordering::Relaxed);
+                if now != seen {
+                    seen = now;
+                    last.store(origin.elapsed().as_micros() as u64, Ordering::Relaxed);
+                }
             }
             done.store(origin.elapsed().as_micros() as u64, Ordering::Relaxed);
         })
@@ -280,18 +445,35 @@ async fn main() -> anyhow::Result<()> {
             send(&producer, &topics.positions, id, msg.to_string().as_bytes())?;
             sent += 1;
         }
+        sent_so_far.store(sent, Ordering::Relaxed);
         if sent % (args.rate.max(10) / 10).max(1) == 0 {
             let el = start.elapsed().as_secs_f64();
+            let rss = mem_samples
+                .lock()
+                .ok()
+                .and_then(|v| v.last().and_then(|s| s.rss_kib.first().copied().flatten()));
             eprint!(
-                "\r{:>5.1}s sent {sent} delivered {} ",
+                "\r{:>5.1}s sent {sent} delivered {} rss {:.0} MiB ",
                 el,
-                delivered.load(Ordering::Relaxed)
+                delivered.load(Ordering::Relaxed),
+                rss.unwrap_or(0) as f64 / 1024.0
             );
         }
         tokio::time::sleep(Duration::from_millis(2)).await;
     }
     producer.flush(Duration::from_secs(60))?;
     let produce_s = start.elapsed().as_secs_f64();
+    // The end of the load: last memory sample.
+    if let Some(s) = scraper {
+        s.abort();
+    }
+    if let Some(s) = sampler {
+        s.abort();
+        if let Ok(mut v) = mem_samples.lock() {
+            v.push(sample_memory(start, &watched, &sent_so_far, &delivered));
+        }
+    }
+    let loadavg_end = loadavg();
     // Drain: wait until deliveries stop growing.
     let mut last = 0;
     loop {
@@ -316,12 +498,31 @@ async fn main() -> anyhow::Result<()> {
         .saturating_sub(first_tx_us)) as f64
         / 1e6;
     let processor_per_s = (processor_s > 0.0).then(|| total as f64 / processor_s);
+    // Pings the processor handled (fewer than produced if the broker dropped
+    // some before it read them: the embedded broker keeps only the last
+    // 5 MiB of each partition).
+    let processor_handled = _system.as_ref().zip(handled_before).map(|(s, before)| {
+        s.processor
+            .handled
+            .load(Ordering::Relaxed)
+            .saturating_sub(before)
+    });
     for r in readers {
         r.abort();
     }
 
+    let counters_after = scrape_counters(&http, &metrics_url).await;
+    let counters: serde_json::Map<String, serde_json::Value> = COUNTERS
+        .iter()
+        .filter_map(|name| {
+            let after = counters_after.as_ref()?.get(*name)?;
+            let before = counters_before.as_ref()?.get(*name).copied().unwrap_or(0.0);
+            Some(((*name).to_string(), json!(after - before)))
+        })
+        .collect();
+
     // Baseline: a bare consumer of the same pings that only decodes and validates.
-    let bare = bare_consume(&brokers, &topics.positions, total).await?;
+    let (bare, bare_msgs) = bare_consume(&brokers, &topics.positions, total).await?;
 
     let h = hist
         .lock()
@@ -336,16 +537,87 @@ async fn main() -> anyhow::Result<()> {
         "delivered_per_s": delivered as f64 / wall_s,
         "latency_ms": {"p50": h.value_at_quantile(0.5), "p90": h.value_at_quantile(0.9),
                         "p99": h.value_at_quantile(0.99), "p999": h.value_at_quantile(0.999), "max": h.max()},
+        "register_s": register_s,
+        "snapshot_wait_s": snapshot_wait_s,
         "bare_consume_per_s": bare,
+        "bare_consume_msgs": bare_msgs,
         "processed_per_s": total as f64 / wall_s,
         "processor_vs_bare": (total as f64 / wall_s) / bare,
         "processor_only_per_s": processor_per_s,
         "processor_only_vs_bare": processor_per_s.map(|p| p / bare),
+        "processor_handled": processor_handled,
+        // Pings handled over the time to the last one handled: the
+        // processor's rate even when the broker dropped some.
+        "processor_handled_per_s": processor_handled.and_then(|n| {
+            let s = processor_last_us.load(Ordering::Relaxed).saturating_sub(first_tx_us) as f64 / 1e6;
+            (s > 0.0).then(|| n as f64 / s)
+        }),
+        "system_counters_during_load": counters,
+        "consumer_lag_max": _system.as_ref().map(|_| lag_max.load(Ordering::Relaxed)),
+        "loadavg_start": loadavg_start, "loadavg_end": loadavg_end,
     });
     println!("| metric | value |\n|---|---|");
     for (k, v) in report.as_object().into_iter().flatten() {
         println!("| {k} | {v} |");
     }
+    let samples = mem_samples
+        .lock()
+        .map_err(|_| anyhow::anyhow!("memory samples lock"))?
+        .clone();
+    let memory: Vec<serde_json::Value> = watched
+        .iter()
+        .enumerate()
+        .map(|(i, (label, pid))| {
+            let series: Vec<(f64, u64)> = samples
+                .iter()
+                .filter_map(|s| s.rss_kib[i].map(|kib| (s.t_s, kib)))
+                .collect();
+            let mut m = memory_summary(&series, args.mem_warmup as f64);
+            m["process"] = json!(label);
+            m["pid"] = json!(pid.unwrap_or_else(std::process::id));
+            m["samples"] = json!(series
+                .iter()
+                .map(|&(t, kib)| json!([(t * 10.0).round() / 10.0, kib]))
+                .collect::<Vec<_>>());
+            m
+        })
+        .collect();
+    if !samples.is_empty() {
+        println!(
+            "\nVmRSS every {} s while the load ran (warm-up {} s, slope fitted after it)\n",
+            args.mem_interval, args.mem_warmup
+        );
+        println!("| process | samples | start | after warm-up | end | max | slope after warm-up |");
+        println!("|---|---|---|---|---|---|---|");
+        let mib = |v: &serde_json::Value| {
+            v.as_f64()
+                .map_or_else(|| "–".to_string(), |x| format!("{x:.1} MiB"))
+        };
+        for m in &memory {
+            println!(
+                "| {} | {} | {} | {} | {} | {} | {} |",
+                m["process"].as_str().unwrap_or_default(),
+                m["samples"].as_array().map_or(0, Vec::len),
+                mib(&m["start_mib"]),
+                mib(&m["after_warmup_mib"]),
+                mib(&m["end_mib"]),
+                mib(&m["max_mib"]),
+                m["slope_mib_per_10min"]
+                    .as_f64()
+                    .map_or_else(|| "–".to_string(), |x| format!("{x:+.2} MiB / 10 min")),
+            );
+        }
+    }
+    let mut report = report;
+    report["memory"] = json!({
+        "interval_s": args.mem_interval, "warmup_s": args.mem_warmup,
+        "embedded_in_self": args.embedded, "processes": memory,
+        "metrics_scrape_every_s": args.scrape_metrics, "metrics_scrapes": scrapes.load(Ordering::Relaxed),
+        // At each sample: [seconds, pings produced, frames delivered].
+        "progress": samples.iter()
+            .map(|s| json!([(s.t_s * 10.0).round() / 10.0, s.pings_sent, s.frames_delivered]))
+            .collect::<Vec<_>>(),
+    });
     if let Some(path) = args.report {
         std::fs::write(&path, serde_json::to_string_pretty(&report)?)?;
     }
@@ -384,8 +656,132 @@ fn send(p: &FutureProducer, topic: &str, key: &str, payload: &[u8]) -> anyhow::R
     }
 }
 
-/// Messages per second a consumer reaches that only decodes and validates.
-async fn bare_consume(brokers: &str, topic: &str, count: u64) -> anyhow::Result<f64> {
+/// One memory sample: seconds since the load started, VmRSS in KiB of each
+/// watched process (`None` if it could not be read, e.g. it exited).
+#[derive(Clone)]
+struct MemSample {
+    t_s: f64,
+    rss_kib: Vec<Option<u64>>,
+    pings_sent: u64,
+    frames_delivered: u64,
+}
+
+fn sample_memory(
+    start: Instant,
+    watched: &[(String, Option<u32>)],
+    sent: &AtomicU64,
+    delivered: &AtomicU64,
+) -> MemSample {
+    MemSample {
+        t_s: start.elapsed().as_secs_f64(),
+        rss_kib: watched.iter().map(|(_, pid)| vm_rss_kib(*pid)).collect(),
+        pings_sent: sent.load(Ordering::Relaxed),
+        frames_delivered: delivered.load(Ordering::Relaxed),
+    }
+}
+
+/// `VmRSS` of a process (this one if `None`) in KiB, from `/proc/PID/status`.
+fn vm_rss_kib(pid: Option<u32>) -> Option<u64> {
+    let path = pid.map_or_else(
+        || "/proc/self/status".to_string(),
+        |p| format!("/proc/{p}/status"),
+    );
+    let status = std::fs::read_to_string(path).ok()?;
+    parse_vm_rss_kib(&status)
+}
+
+fn parse_vm_rss_kib(status: &str) -> Option<u64> {
+    status
+        .lines()
+        .find_map(|l| l.strip_prefix("VmRSS:"))
+        .and_then(|v| v.trim().trim_end_matches("kB").trim().parse().ok())
+}
+
+/// Counters of the system read from `/metrics` before and after the load.
+const COUNTERS: [&str; 6] = [
+    "ioc_events_produced_total",
+    "ioc_events_read_total",
+    "gateway_events_published_total",
+    "gateway_ws_messages_out_total",
+    "gateway_ws_coalesced_total",
+    "gateway_ws_slow_disconnects_total",
+];
+
+/// [`COUNTERS`] from the gateway's `/metrics`, each summed over its labels;
+/// `None` if it cannot be read.
+async fn scrape_counters(
+    http: &reqwest::Client,
+    url: &str,
+) -> Option<std::collections::HashMap<&'static str, f64>> {
+    let text = http.get(url).send().await.ok()?.text().await.ok()?;
+    Some(parse_counters(&text))
+}
+
+fn parse_counters(text: &str) -> std::collections::HashMap<&'static str, f64> {
+    let mut out = std::collections::HashMap::new();
+    for line in text.lines().filter(|l| !l.starts_with('#')) {
+        for name in COUNTERS {
+            let Some(rest) = line.strip_prefix(name) else {
+                continue;
+            };
+            if !(rest.starts_with(' ') || rest.starts_with('{')) {
+                continue;
+            }
+            if let Some(v) = rest
+                .rsplit(' ')
+                .next()
+                .and_then(|v| v.trim().parse::<f64>().ok())
+            {
+                *out.entry(name).or_insert(0.0) += v;
+            }
+        }
+    }
+    out
+}
+
+/// The 1, 5 and 15 minute load averages of the machine.
+fn loadavg() -> Option<[f64; 3]> {
+    let s = std::fs::read_to_string("/proc/loadavg").ok()?;
+    let mut it = s.split_whitespace().map(|x| x.parse::<f64>().ok());
+    Some([it.next()??, it.next()??, it.next()??])
+}
+
+/// Start, after warm-up, end and maximum of a series of `(seconds, KiB)`
+/// samples, in MiB, and the least-squares slope of the samples at or after
+/// `warmup_s`, in MiB per 10 minutes (null with fewer than 3 such samples).
+fn memory_summary(series: &[(f64, u64)], warmup_s: f64) -> serde_json::Value {
+    let mib = |kib: u64| (kib as f64 / 1024.0 * 10.0).round() / 10.0;
+    let after: Vec<(f64, f64)> = series
+        .iter()
+        .filter(|(t, _)| *t >= warmup_s)
+        .map(|&(t, kib)| (t, kib as f64 / 1024.0))
+        .collect();
+    let slope = (after.len() >= 3).then(|| {
+        let n = after.len() as f64;
+        let mt = after.iter().map(|p| p.0).sum::<f64>() / n;
+        let mm = after.iter().map(|p| p.1).sum::<f64>() / n;
+        let cov: f64 = after.iter().map(|p| (p.0 - mt) * (p.1 - mm)).sum();
+        let var: f64 = after.iter().map(|p| (p.0 - mt).powi(2)).sum();
+        let per_s = if var > 0.0 { cov / var } else { 0.0 };
+        (per_s * 600.0 * 100.0).round() / 100.0
+    });
+    json!({
+        "start_mib": series.first().map(|s| mib(s.1)),
+        "after_warmup_mib": series.iter().find(|s| s.0 >= warmup_s).map(|s| mib(s.1)),
+        "after_warmup_t_s": series.iter().find(|s| s.0 >= warmup_s).map(|s| (s.0 * 10.0).round() / 10.0),
+        "end_mib": series.last().map(|s| mib(s.1)),
+        "max_mib": series.iter().map(|s| s.1).max().map(mib),
+        "slope_mib_per_10min": slope,
+        "samples_after_warmup": after.len(),
+    })
+}
+
+/// Messages per second a consumer reaches that only decodes and validates,
+/// and how many it read: up to `count` from the start of what the broker
+/// still holds (the embedded broker keeps only the last 5 MiB of each
+/// partition), stopping after 3 s without a message; the rate is measured
+/// from the first message to the last.
+async fn bare_consume(brokers: &str, topic: &str, count: u64) -> anyhow::Result<(f64, u64)> {
     let c: StreamConsumer = ClientConfig::new()
         .set("bootstrap.servers", brokers)
         .set("group.id", format!("loadtest-bare-{}", std::process::id()))
@@ -395,15 +791,65 @@ async fn bare_consume(brokers: &str, topic: &str, count: u64) -> anyhow::Result<
     c.subscribe(&[topic])?;
     let mut n = 0u64;
     let mut started: Option<Instant> = None;
+    let mut last = Instant::now();
     let now = Timestamp::now().plus_millis(3_600_000);
     while n < count {
-        let m = tokio::time::timeout(Duration::from_secs(30), c.recv())
-            .await
-            .context("bare consumer stalled")??;
+        let wait = if started.is_some() { 3 } else { 30 };
+        let m = match tokio::time::timeout(Duration::from_secs(wait), c.recv()).await {
+            Ok(m) => m?,
+            Err(_) if started.is_some() => break,
+            Err(_) => bail!("bare consumer got nothing in 30 s"),
+        };
         started.get_or_insert_with(Instant::now);
+        last = Instant::now();
         if decode_input(InputKind::Position, m.payload().unwrap_or_default(), now).is_ok() {
             n += 1;
         }
     }
-    Ok(n as f64 / started.map_or(1.0, |s| s.elapsed().as_secs_f64()))
+    let secs = started.map_or(1.0, |s| last.duration_since(s).as_secs_f64());
+    Ok((n as f64 / secs.max(1e-6), n))
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn vm_rss_is_read_from_status() {
+        let status = "Name:\tioc\nVmHWM:\t  2048 kB\nVmRSS:\t  1536 kB\nRssAnon:\t 1000 kB\n";
+        assert_eq!(parse_vm_rss_kib(status), Some(1536));
+        assert_eq!(parse_vm_rss_kib("Name:\tx\n"), None);
+        assert!(vm_rss_kib(None).is_some_and(|k| k > 0));
+    }
+
+    #[test]
+    fn counters_are_summed_over_labels() {
+        let text = "# TYPE gateway_ws_messages_out_total counter\n\
+            gateway_ws_messages_out_total{channel_kind=\"units\"} 10\n\
+            gateway_ws_messages_out_total{channel_kind=\"city\"} 5\n\
+            gateway_ws_coalesced_total 7\n\
+            gateway_ws_coalesced_total_other 1\n";
+        let c = parse_counters(text);
+        assert_eq!(c.get("gateway_ws_messages_out_total"), Some(&15.0));
+        assert_eq!(c.get("gateway_ws_coalesced_total"), Some(&7.0));
+        assert_eq!(c.get("ioc_events_read_total"), None);
+    }
+
+    #[test]
+    fn memory_slope_is_least_squares_after_warmup() {
+        // 100 MiB during warm-up, then 200 MiB growing by 1 MiB a minute.
+        let mut series = vec![(0.0, 100 * 1024), (60.0, 150 * 1024)];
+        for i in 0..=10u64 {
+            series.push((120.0 + 60.0 * i as f64, (200 + i) * 1024));
+        }
+        let m = memory_summary(&series, 120.0);
+        assert_eq!(m["start_mib"], 100.0);
+        assert_eq!(m["after_warmup_mib"], 200.0);
+        assert_eq!(m["end_mib"], 210.0);
+        assert_eq!(m["max_mib"], 210.0);
+        assert_eq!(m["slope_mib_per_10min"], 10.0);
+        assert_eq!(m["samples_after_warmup"], 11);
+        // Too few samples after the warm-up: no slope.
+        assert!(memory_summary(&series[..3], 120.0)["slope_mib_per_10min"].is_null());
+    }
 }
