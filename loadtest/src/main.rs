@@ -25,6 +25,7 @@ use anyhow::{bail, Context};
 use clap::Parser;
 use futures::{SinkExt, StreamExt};
 use hdrhistogram::Histogram;
+use ioc_gateway::auth::Role;
 use ioc_model::{decode_input, InputKind, Timestamp, Topics};
 use rdkafka::consumer::{Consumer, StreamConsumer};
 use rdkafka::message::Message;
@@ -33,6 +34,12 @@ use rdkafka::ClientConfig;
 use serde_json::json;
 use tokio_tungstenite::tungstenite::protocol::WebSocketConfig;
 use tokio_tungstenite::tungstenite::Message as WsMessage;
+
+/// mimalloc instead of glibc's malloc: the processor, the events reader and
+/// the gateway allocate on different threads, and glibc's arena locks showed
+/// up in the profile (decision 18, BENCHMARKS.md "Processor hot path").
+#[global_allocator]
+static GLOBAL: mimalloc::MiMalloc = mimalloc::MiMalloc;
 
 #[derive(Debug, Parser)]
 #[command(
@@ -64,9 +71,39 @@ struct Args {
     /// Seconds of load.
     #[arg(long, default_value_t = 20)]
     duration: u64,
-    /// Websocket clients on the `units` channel.
+    /// Websocket clients on the `units` channel (role ioc: wall screens
+    /// with the map of every unit).
     #[arg(long, default_value_t = 10)]
     clients: usize,
+    /// Websocket clients on the `city` channel (role ioc): every event but
+    /// positions, callers masked.
+    #[arg(long, default_value_t = 0)]
+    city_clients: usize,
+    /// Websocket clients on the `dispatch` channel (role dispatcher):
+    /// dispatcher consoles, callers visible.
+    #[arg(long, default_value_t = 0)]
+    dispatch_clients: usize,
+    /// District screens (role district), spread round-robin over the zones,
+    /// each on its own `district:<id>`: the district's incidents, alerts and
+    /// the positions of the units inside it.
+    #[arg(long, default_value_t = 0)]
+    district_clients: usize,
+    /// Emergency calls per second (lines 113/114/115, random places in the
+    /// city) produced alongside the pings; only with --rate > 0.
+    #[arg(long, default_value_t = 0.0)]
+    calls_per_s: f64,
+    /// Incident reports per second (cameras, sensors, the citizen app)
+    /// produced alongside the pings; only with --rate > 0.
+    #[arg(long, default_value_t = 0.0)]
+    reports_per_s: f64,
+    /// Unit status changes per second (a unit going out of service, the
+    /// next time back to available); only with --rate > 0.
+    #[arg(long, default_value_t = 0.0)]
+    status_per_s: f64,
+    /// Skip the bare-relay baseline (with --embedded: consume, decode,
+    /// produce one output per ping and read it back, without our code).
+    #[arg(long)]
+    no_relay: bool,
     /// Write the JSON report here.
     #[arg(long)]
     report: Option<std::path::PathBuf>,
@@ -187,7 +224,7 @@ async fn main() -> anyhow::Result<()> {
     let batch = args.register_batch.max(1);
     for (b, chunk) in fleet.chunks(batch).enumerate() {
         for (j, (id, _, _)) in chunk.iter().enumerate() {
-            let kind = ["ambulance", "police", "fire_engine", "rescue"][(b * batch + j) % 4];
+            let kind = KINDS[(b * batch + j) % KINDS.len()];
             let msg =
                 json!({"unit_id": id, "ts": Timestamp::now(), "kind": kind, "status": "available"});
             send(&producer, &topics.units, id, msg.to_string().as_bytes())?;
@@ -239,88 +276,142 @@ async fn main() -> anyhow::Result<()> {
     let register_s = register_start.elapsed().as_secs_f64();
     eprintln!("\r{} units registered in {register_s:.1} s", fleet.len());
 
-    // Websocket clients.
-    let hist = Arc::new(Mutex::new(Histogram::<u64>::new_with_bounds(
-        1, 600_000, 3,
-    )?));
+    // Websocket clients, in groups by channel: wall screens on `units`, and
+    // optionally on `city`, dispatcher consoles and district screens.
+    let zones: Vec<String> = if args.district_clients > 0 {
+        let z: serde_json::Value = http
+            .get(format!("http://{gateway}/api/zones"))
+            .send()
+            .await?
+            .json()
+            .await?;
+        let mut ids: Vec<String> = z["features"]
+            .as_array()
+            .into_iter()
+            .flatten()
+            .filter_map(|f| f["properties"]["id"].as_str().map(str::to_string))
+            .collect();
+        ids.sort();
+        if ids.is_empty() {
+            bail!("--district-clients: the gateway serves no zones");
+        }
+        ids
+    } else {
+        Vec::new()
+    };
+    let groups = [
+        ClientGroup::new("units", args.clients)?,
+        ClientGroup::new("city", args.city_clients)?,
+        ClientGroup::new("dispatch", args.dispatch_clients)?,
+        ClientGroup::new("district", args.district_clients)?,
+    ];
+    let hist = Arc::clone(&groups[0].hist);
+    // Frames of every group: the drain waits until they stop.
     let delivered = Arc::new(AtomicU64::new(0));
     // Microseconds since `origin` of the latest frame received: the end of
     // the processing window.
     let origin = Instant::now();
     let last_rx_us = Arc::new(AtomicU64::new(0));
-    // Clients that have their `units` snapshot: the load starts once all
-    // have it, as a screen first loads the picture (at 1M units the snapshot
+    // Clients that have their snapshot: the load starts once all have it,
+    // as a screen first loads the picture (at 1M units the `units` snapshot
     // is ~200 MB and a client still parsing it would be cut as slow).
     let snapshots = Arc::new(AtomicU64::new(0));
     let mut readers = Vec::new();
-    for i in 0..args.clients {
-        // One token per client: the gateway caps open websockets per token
-        // (`max_connections_per_token`), as it should for real screens.
-        let token = ioc_gateway::auth::mint_token(
-            &secret,
-            &format!("loadtest-{i}"),
-            ioc_gateway::auth::Role::Ioc,
-            None,
-            3600,
-        )?;
-        let url = format!("ws://{gateway}/ws?access_token={token}");
-        // No size limit: the first frame is a snapshot of the whole fleet
-        // (~200 MB at 1M units, over tungstenite's 64 MiB default).
-        let ws_config = WebSocketConfig::default()
-            .max_message_size(None)
-            .max_frame_size(None);
-        let (mut ws, _) =
-            tokio_tungstenite::connect_async_with_config(url, Some(ws_config), false).await?;
-        ws.send(WsMessage::Text(
-            json!({"op":"subscribe","channel":"units"})
-                .to_string()
-                .into(),
-        ))
-        .await?;
-        let (hist, delivered, last_rx_us, snapshots) = (
-            Arc::clone(&hist),
-            Arc::clone(&delivered),
-            Arc::clone(&last_rx_us),
-            Arc::clone(&snapshots),
-        );
-        readers.push(tokio::spawn(async move {
-            while let Some(Ok(msg)) = ws.next().await {
-                let WsMessage::Text(t) = msg else { continue };
-                // Only `op` and `event.ts` are read: parsing the whole frame
-                // into a `Value` cost more CPU than the gateway spent on it,
-                // taken from the system under test on a 2-core machine.
-                let Ok(frame) = serde_json::from_str::<FrameTs<'_>>(&t) else {
-                    continue;
-                };
-                if frame.op == "snapshot" {
-                    snapshots.fetch_add(1, Ordering::Relaxed);
+    let mut client_no = 0usize;
+    for group in &groups {
+        for i in 0..group.clients {
+            client_no += 1;
+            let (role, district, channel) = match group.name {
+                "units" => (Role::Ioc, None, "units".to_string()),
+                "city" => (Role::Ioc, None, "city".to_string()),
+                "dispatch" => (Role::Dispatcher, None, "dispatch".to_string()),
+                _ => {
+                    let id = &zones[i % zones.len()];
+                    (Role::District, Some(id.as_str()), format!("district:{id}"))
                 }
-                if frame.op != "event" {
-                    continue;
+            };
+            // One token per client: the gateway caps open websockets per
+            // token (`max_connections_per_token`), as it should for real
+            // screens.
+            let token = ioc_gateway::auth::mint_token(
+                &secret,
+                &format!("loadtest-{client_no}"),
+                role,
+                district,
+                3600,
+            )?;
+            let url = format!("ws://{gateway}/ws?access_token={token}");
+            // No size limit: the first frame is a snapshot of the whole fleet
+            // (~200 MB at 1M units, over tungstenite's 64 MiB default).
+            let ws_config = WebSocketConfig::default()
+                .max_message_size(None)
+                .max_frame_size(None);
+            let (mut ws, _) =
+                tokio_tungstenite::connect_async_with_config(url, Some(ws_config), false)
+                    .await
+                    .with_context(|| format!("websocket client {client_no} ({channel})"))?;
+            ws.send(WsMessage::Text(
+                json!({"op":"subscribe","channel":channel})
+                    .to_string()
+                    .into(),
+            ))
+            .await?;
+            let (hist, frames, by_type) = (
+                Arc::clone(&group.hist),
+                Arc::clone(&group.frames),
+                Arc::clone(&group.by_type),
+            );
+            let count_types = group.name != "units";
+            let (delivered, last_rx_us, snapshots) = (
+                Arc::clone(&delivered),
+                Arc::clone(&last_rx_us),
+                Arc::clone(&snapshots),
+            );
+            readers.push(tokio::spawn(async move {
+                while let Some(Ok(msg)) = ws.next().await {
+                    let WsMessage::Text(t) = msg else { continue };
+                    // Only `op`, `event.ts` and `event.type` are read:
+                    // parsing the whole frame into a `Value` cost more CPU
+                    // than the gateway spent on it, taken from the system
+                    // under test on a 2-core machine.
+                    let Ok(frame) = serde_json::from_str::<FrameTs<'_>>(&t) else {
+                        continue;
+                    };
+                    if frame.op == "snapshot" {
+                        snapshots.fetch_add(1, Ordering::Relaxed);
+                    }
+                    if frame.op != "event" {
+                        continue;
+                    }
+                    let Some(event) = frame.event else { continue };
+                    let Ok(ts) = Timestamp::parse(event.ts.as_ref()) else {
+                        continue;
+                    };
+                    let lat_ms = (Timestamp::now().unix_millis() - ts.unix_millis()).max(1) as u64;
+                    if let Ok(mut h) = hist.lock() {
+                        let _ = h.record(lat_ms);
+                    }
+                    if count_types {
+                        if let Ok(mut m) = by_type.lock() {
+                            *m.entry(event.kind.into_owned()).or_insert(0) += 1;
+                        }
+                    }
+                    frames.fetch_add(1, Ordering::Relaxed);
+                    delivered.fetch_add(1, Ordering::Relaxed);
+                    last_rx_us.fetch_max(origin.elapsed().as_micros() as u64, Ordering::Relaxed);
                 }
-                let Some(ts) = frame
-                    .event
-                    .and_then(|e| Timestamp::parse(e.ts.as_ref()).ok())
-                else {
-                    continue;
-                };
-                let lat_ms = (Timestamp::now().unix_millis() - ts.unix_millis()).max(1) as u64;
-                if let Ok(mut h) = hist.lock() {
-                    let _ = h.record(lat_ms);
-                }
-                delivered.fetch_add(1, Ordering::Relaxed);
-                last_rx_us.fetch_max(origin.elapsed().as_micros() as u64, Ordering::Relaxed);
-            }
-        }));
+            }));
+        }
     }
+    let n_clients = client_no as u64;
 
     let snapshot_start = Instant::now();
-    while snapshots.load(Ordering::Relaxed) < args.clients as u64 {
+    while snapshots.load(Ordering::Relaxed) < n_clients {
         if snapshot_start.elapsed() > Duration::from_secs(300) {
             bail!(
                 "only {} of {} clients got their snapshot in 300 s",
                 snapshots.load(Ordering::Relaxed),
-                args.clients
+                n_clients
             );
         }
         tokio::time::sleep(Duration::from_millis(20)).await;
@@ -431,6 +522,9 @@ async fn main() -> anyhow::Result<()> {
         })
     });
     let mut step = 0u64;
+    // Calls, reports and status changes alongside the pings (fixed-rate
+    // runs only), each at its own rate.
+    let mut traffic = Traffic::new(&fleet, &topics);
     while sent < total {
         let due = if args.rate == 0 {
             total
@@ -444,6 +538,15 @@ async fn main() -> anyhow::Result<()> {
             let msg = json!({"unit_id": id, "ts": Timestamp::now(), "lat": lat + wiggle, "lon": lon, "speed_kmh": 30.0});
             send(&producer, &topics.positions, id, msg.to_string().as_bytes())?;
             sent += 1;
+        }
+        if args.rate > 0 {
+            let el = start.elapsed().as_secs_f64();
+            traffic.produce_due(
+                &producer,
+                el * args.calls_per_s,
+                el * args.reports_per_s,
+                el * args.status_per_s,
+            )?;
         }
         sent_so_far.store(sent, Ordering::Relaxed);
         if sent % (args.rate.max(10) / 10).max(1) == 0 {
@@ -523,15 +626,32 @@ async fn main() -> anyhow::Result<()> {
 
     // Baseline: a bare consumer of the same pings that only decodes and validates.
     let (bare, bare_msgs) = bare_consume(&brokers, &topics.positions, total).await?;
+    // Second baseline: the Kafka work the contract asks of the processor for
+    // each ping (consume, decode, produce one output, have it acknowledged,
+    // read it back as the gateway does) with none of our code.
+    let relay = match (&_broker, args.no_relay) {
+        (Some(broker), false) => {
+            broker.create_topic(RELAY_TOPIC, 1)?;
+            Some(bare_relay(&brokers, &topics.positions, RELAY_TOPIC, total).await?)
+        }
+        _ => None,
+    };
 
     let h = hist
         .lock()
         .map_err(|_| anyhow::anyhow!("histogram lock"))?
         .clone();
-    let delivered = delivered.load(Ordering::Relaxed);
+    let delivered = groups[0].frames.load(Ordering::Relaxed);
     let expected = total * args.clients as u64;
+    let group_reports: serde_json::Map<String, serde_json::Value> = groups
+        .iter()
+        .filter(|g| g.clients > 0)
+        .map(|g| (g.name.to_string(), g.report()))
+        .collect();
     let report = json!({
         "units": args.units, "rate_target": args.rate, "duration_s": args.duration, "clients": args.clients,
+        "inputs_produced": {"positions": total, "calls": traffic.calls, "reports": traffic.reports, "status_changes": traffic.status},
+        "client_groups": group_reports,
         "pings_produced": total, "produce_rate": total as f64 / produce_s,
         "frames_delivered": delivered, "frames_expected": expected,
         "delivered_per_s": delivered as f64 / wall_s,
@@ -541,6 +661,9 @@ async fn main() -> anyhow::Result<()> {
         "snapshot_wait_s": snapshot_wait_s,
         "bare_consume_per_s": bare,
         "bare_consume_msgs": bare_msgs,
+        "bare_relay_per_s": relay.map(|r| r.0),
+        "bare_relay_msgs": relay.map(|r| r.1),
+        "processor_only_vs_relay": processor_per_s.zip(relay).map(|(p, r)| p / r.0),
         "processed_per_s": total as f64 / wall_s,
         "processor_vs_bare": (total as f64 / wall_s) / bare,
         "processor_only_per_s": processor_per_s,
@@ -558,7 +681,27 @@ async fn main() -> anyhow::Result<()> {
     });
     println!("| metric | value |\n|---|---|");
     for (k, v) in report.as_object().into_iter().flatten() {
-        println!("| {k} | {v} |");
+        if k != "client_groups" {
+            println!("| {k} | {v} |");
+        }
+    }
+    println!("\n| clients | channel | frames | p50 | p90 | p99 | p99.9 | max | events by type |");
+    println!("|---|---|---|---|---|---|---|---|---|");
+    for g in groups.iter().filter(|g| g.clients > 0) {
+        let r = g.report();
+        let l = &r["latency_ms"];
+        println!(
+            "| {} | {} | {} | {} ms | {} ms | {} ms | {} ms | {} ms | {} |",
+            g.clients,
+            g.name,
+            r["frames"],
+            l["p50"],
+            l["p90"],
+            l["p99"],
+            l["p999"],
+            l["max"],
+            r["events_by_type"]
+        );
     }
     let samples = mem_samples
         .lock()
@@ -624,6 +767,148 @@ async fn main() -> anyhow::Result<()> {
     Ok(())
 }
 
+/// Scratch topic of the bare-relay baseline (embedded broker only).
+const RELAY_TOPIC: &str = "loadtest.relay";
+
+/// Websocket clients on one kind of channel and what they received.
+struct ClientGroup {
+    name: &'static str,
+    clients: usize,
+    /// Produce-to-receive latency of every event frame, ms.
+    hist: Arc<Mutex<Histogram<u64>>>,
+    frames: Arc<AtomicU64>,
+    /// Event frames by event type (not counted for `units`: one type).
+    by_type: Arc<Mutex<std::collections::BTreeMap<String, u64>>>,
+}
+
+impl ClientGroup {
+    fn new(name: &'static str, clients: usize) -> anyhow::Result<Self> {
+        Ok(Self {
+            name,
+            clients,
+            hist: Arc::new(Mutex::new(Histogram::new_with_bounds(1, 600_000, 3)?)),
+            frames: Arc::default(),
+            by_type: Arc::default(),
+        })
+    }
+
+    fn report(&self) -> serde_json::Value {
+        let h = self.hist.lock().map(|h| h.clone()).ok();
+        let q = |x: f64| h.as_ref().map(|h| h.value_at_quantile(x));
+        json!({
+            "clients": self.clients,
+            "frames": self.frames.load(Ordering::Relaxed),
+            "latency_ms": {"p50": q(0.5), "p90": q(0.9), "p99": q(0.99), "p999": q(0.999),
+                           "max": h.as_ref().map(Histogram::max)},
+            "events_by_type": self.by_type.lock().map(|m| json!(*m)).unwrap_or_default(),
+        })
+    }
+}
+
+/// Calls, incident reports and unit status changes produced alongside the
+/// pings: random places in the city (a fixed seed, so runs repeat), ids
+/// unique to this process so a long-lived broker's dedupe never drops them.
+struct Traffic<'a> {
+    fleet: &'a [(String, f64, f64)],
+    topics: &'a Topics,
+    rng: u64,
+    run: String,
+    calls: u64,
+    reports: u64,
+    status: u64,
+}
+
+impl<'a> Traffic<'a> {
+    fn new(fleet: &'a [(String, f64, f64)], topics: &'a Topics) -> Self {
+        Self {
+            fleet,
+            topics,
+            rng: 0x9E37_79B9_7F4A_7C15,
+            run: format!("{}-{}", std::process::id(), Timestamp::now().unix_millis()),
+            calls: 0,
+            reports: 0,
+            status: 0,
+        }
+    }
+
+    /// xorshift64*: uniform in [0, 1).
+    fn next(&mut self) -> f64 {
+        self.rng ^= self.rng >> 12;
+        self.rng ^= self.rng << 25;
+        self.rng ^= self.rng >> 27;
+        (self.rng.wrapping_mul(0x2545_F491_4F6C_DD1D) >> 11) as f64 / (1u64 << 53) as f64
+    }
+
+    /// A place in the urban districts of Da Nang.
+    fn place(&mut self) -> (f64, f64) {
+        (16.00 + self.next() * 0.09, 108.15 + self.next() * 0.09)
+    }
+
+    /// Produces what is due by now: until `calls`, `reports` and `status`
+    /// of each have been produced since the start.
+    fn produce_due(
+        &mut self,
+        p: &FutureProducer,
+        calls: f64,
+        reports: f64,
+        status: f64,
+    ) -> anyhow::Result<()> {
+        while (self.calls as f64) < calls.floor() {
+            let (lat, lon) = self.place();
+            let (line, category) = match (self.next() * 6.0) as u32 {
+                0 => ("113", "crime"),
+                1 => ("113", "traffic_accident"),
+                2 => ("114", "fire"),
+                3 => ("114", "rescue"),
+                _ => ("115", "medical"),
+            };
+            let id = format!("lt-call-{}-{}", self.run, self.calls);
+            let caller = format!("+84905{:06}", self.calls % 1_000_000);
+            let msg = json!({"call_id": id, "received_at": Timestamp::now(), "line": line,
+                "location": {"lat": lat, "lon": lon, "accuracy_m": 30.0},
+                "category": category, "caller": caller});
+            send(p, &self.topics.calls, &id, msg.to_string().as_bytes())?;
+            self.calls += 1;
+        }
+        while (self.reports as f64) < reports.floor() {
+            let (lat, lon) = self.place();
+            let (source, category) = match (self.next() * 4.0) as u32 {
+                0 => ("camera", "traffic_accident"),
+                1 => ("sensor", "flood"),
+                2 => ("citizen_app", "other"),
+                _ => ("camera", "crime"),
+            };
+            let priority = 2 + (self.next() * 3.0) as u32;
+            let id = format!("lt-inc-{}-{}", self.run, self.reports);
+            let msg = json!({"incident_id": id, "reported_at": Timestamp::now(), "source": source,
+                "category": category, "priority": priority.min(4),
+                "location": {"lat": lat, "lon": lon}, "description": "loadtest"});
+            send(p, &self.topics.incidents, &id, msg.to_string().as_bytes())?;
+            self.reports += 1;
+        }
+        while (self.status as f64) < status.floor() && !self.fleet.is_empty() {
+            // Unit i of the fleet, out of service on the first pass over the
+            // fleet, available again on the next.
+            let n = self.status as usize;
+            let i = (n * 7_919) % self.fleet.len();
+            let state = if (n / self.fleet.len()) % 2 == 0 {
+                "out_of_service"
+            } else {
+                "available"
+            };
+            let id = &self.fleet[i].0;
+            let msg = json!({"unit_id": id, "ts": Timestamp::now(), "kind": KINDS[i % KINDS.len()],
+                "status": state});
+            send(p, &self.topics.units, id, msg.to_string().as_bytes())?;
+            self.status += 1;
+        }
+        Ok(())
+    }
+}
+
+/// Unit kinds of the fleet: unit i is `KINDS[i % 4]`.
+const KINDS: [&str; 4] = ["ambulance", "police", "fire_engine", "rescue"];
+
 /// The parts of a websocket frame the latency measurement needs.
 #[derive(serde::Deserialize)]
 struct FrameTs<'a> {
@@ -637,6 +922,8 @@ struct FrameTs<'a> {
 struct EventTs<'a> {
     #[serde(borrow)]
     ts: std::borrow::Cow<'a, str>,
+    #[serde(borrow, rename = "type", default)]
+    kind: std::borrow::Cow<'a, str>,
 }
 
 fn send(p: &FutureProducer, topic: &str, key: &str, payload: &[u8]) -> anyhow::Result<()> {
@@ -808,6 +1095,115 @@ async fn bare_consume(brokers: &str, topic: &str, count: u64) -> anyhow::Result<
     }
     let secs = started.map_or(1.0, |s| last.duration_since(s).as_secs_f64());
     Ok((n as f64 / secs.max(1e-6), n))
+}
+
+/// Messages per second of a relay with none of our code: a consumer of the
+/// pings (the processor's consumer settings) that decodes and validates each,
+/// produces one output of the size of a `unit.updated` event through an
+/// idempotent producer (the processor's settings) to a one-partition topic,
+/// while a second consumer reads the outputs back and parses them, as the
+/// gateway's events reader does. The rate is from the first ping read to
+/// the last output read back; also returned: outputs read back. This is
+/// the Kafka work the contract asks for per ping, so the processor's rate
+/// as a fraction of it is the cost of the engine, the router and the
+/// gateway on top.
+async fn bare_relay(
+    brokers: &str,
+    topic: &str,
+    out_topic: &str,
+    count: u64,
+) -> anyhow::Result<(f64, u64)> {
+    let settings = ioc_ingest::KafkaSettings::new(brokers);
+    let pid = std::process::id();
+    let consumer: StreamConsumer = settings
+        .consumer_config()
+        .set("group.id", format!("loadtest-relay-{pid}"))
+        .set("auto.offset.reset", "earliest")
+        .set("enable.auto.commit", "false")
+        .create()?;
+    consumer.subscribe(&[topic])?;
+    let reader: StreamConsumer = settings
+        .consumer_config()
+        .set("group.id", format!("loadtest-relay-reader-{pid}"))
+        .set("auto.offset.reset", "earliest")
+        .set("enable.auto.commit", "false")
+        .create()?;
+    reader.subscribe(&[out_topic])?;
+    let producer: FutureProducer = settings.producer_config().create()?;
+    let read = Arc::new(AtomicU64::new(0));
+    // Microseconds since `origin` of the last output read back.
+    let origin = Instant::now();
+    let last_read_us = Arc::new(AtomicU64::new(0));
+    let reader_task = {
+        let (read, last_read_us) = (Arc::clone(&read), Arc::clone(&last_read_us));
+        tokio::spawn(async move {
+            while let Ok(m) = reader.recv().await {
+                if serde_json::from_slice::<serde_json::Value>(m.payload().unwrap_or_default())
+                    .is_ok()
+                {
+                    read.fetch_add(1, Ordering::Relaxed);
+                    last_read_us.store(origin.elapsed().as_micros() as u64, Ordering::Relaxed);
+                }
+            }
+        })
+    };
+    let mut n = 0u64;
+    let mut started_us: Option<u64> = None;
+    let now = Timestamp::now().plus_millis(3_600_000);
+    let mut out = Vec::with_capacity(512);
+    while n < count {
+        let wait = if started_us.is_some() { 3 } else { 30 };
+        let m = match tokio::time::timeout(Duration::from_secs(wait), consumer.recv()).await {
+            Ok(m) => m?,
+            Err(_) if started_us.is_some() => break,
+            Err(_) => bail!("relay consumer got nothing in 30 s"),
+        };
+        started_us.get_or_insert_with(|| origin.elapsed().as_micros() as u64);
+        let Ok(ioc_model::Input::Position(p)) =
+            decode_input(InputKind::Position, m.payload().unwrap_or_default(), now)
+        else {
+            continue;
+        };
+        n += 1;
+        // The shape and size of a `unit.updated` event.
+        out.clear();
+        serde_json::to_writer(
+            &mut out,
+            &json!({"seq": n, "ts": p.ts, "type": "unit.updated", "district": "hai_chau",
+                "data": {"unit_id": p.unit_id, "kind": "ambulance", "status": "available",
+                    "position": {"lat": p.lat, "lon": p.lon}, "district": "hai_chau",
+                    "station": null, "home_district": null, "speed_kmh": p.speed_kmh,
+                    "heading_deg": p.heading_deg, "last_fix": p.ts}}),
+        )?;
+        let key = m.key().unwrap_or_default();
+        loop {
+            match producer.send_result(FutureRecord::to(out_topic).key(key).payload(&out)) {
+                Ok(_) => break,
+                Err((
+                    rdkafka::error::KafkaError::MessageProduction(
+                        rdkafka::types::RDKafkaErrorCode::QueueFull,
+                    ),
+                    _,
+                )) => tokio::time::sleep(Duration::from_millis(1)).await,
+                Err((e, _)) => bail!("relay produce: {e}"),
+            }
+        }
+    }
+    producer.flush(Duration::from_secs(60))?;
+    // Until every output is read back, or 3 s without one (the embedded
+    // broker drops what a slow reader has not read beyond 5 MiB).
+    let mut last = u64::MAX;
+    while read.load(Ordering::Relaxed) < n && read.load(Ordering::Relaxed) != last {
+        last = read.load(Ordering::Relaxed);
+        tokio::time::sleep(Duration::from_secs(3)).await;
+    }
+    reader_task.abort();
+    let read_back = read.load(Ordering::Relaxed);
+    let secs = last_read_us
+        .load(Ordering::Relaxed)
+        .saturating_sub(started_us.unwrap_or(0)) as f64
+        / 1e6;
+    Ok((n as f64 / secs.max(1e-6), read_back))
 }
 
 #[cfg(test)]

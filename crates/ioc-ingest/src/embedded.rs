@@ -52,6 +52,13 @@ impl EmbeddedBroker {
         Ok(Self { cluster })
     }
 
+    /// Creates one more topic (e.g. a scratch topic of a benchmark).
+    pub fn create_topic(&self, name: &str, partitions: i32) -> Result<(), IngestError> {
+        self.cluster
+            .create_topic(name, partitions, 1)
+            .map_err(|e| IngestError::Embedded(format!("create topic {name}: {e}")))
+    }
+
     /// `host:port` to give to clients.
     pub fn bootstrap_servers(&self) -> String {
         self.cluster.bootstrap_servers()
