@@ -178,6 +178,28 @@ fn decode_one<T: DeserializeOwned + Validate>(
         });
     }
     let text = std::str::from_utf8(bytes).map_err(|e| DecodeError::Malformed(e.to_string()))?;
+    // Fast path for the kinds with only scalar fields (positions, the bulk of
+    // the traffic, and unit status): straight into the type when the message
+    // is an object, which is all `check_shape` asks of them. Anything it
+    // refuses takes the path below, which decides and gives the reason. (An
+    // unknown field is skipped here without serde_json's nesting limit, which
+    // the parse below applies: such a message is accepted, as the contract
+    // asks of unknown fields, instead of being refused as too deep.)
+    if matches!(kind, InputKind::Position | InputKind::Unit) && text.trim_start().starts_with('{') {
+        if let Ok(msg) = serde_json::from_str::<T>(text) {
+            msg.validate()
+                .map_err(|e| DecodeError::Invalid(e.to_string()))?;
+            return Ok(msg);
+        }
+    }
+    decode_via_value(kind, text)
+}
+
+/// The general path of [`decode_one`]: every check, every reason.
+fn decode_via_value<T: DeserializeOwned + Validate>(
+    kind: InputKind,
+    text: &str,
+) -> Result<T, DecodeError> {
     // Parse to a generic value first so that syntax errors and schema errors
     // get different reasons; serde_json's recursion limit guards nesting.
     let value: serde_json::Value =
@@ -300,6 +322,57 @@ mod tests {
             "location":{"lat":123.0,"lon":108.22},"category":"medical"}"#;
         let err = decode_input(InputKind::Call, raw, now()).unwrap_err();
         assert!(err.to_string().contains("location.lat"), "{err}");
+    }
+
+    proptest::proptest! {
+        /// The fast path for positions and unit status decides exactly as
+        /// the general path: same value, or the same reason. Messages built
+        /// from valid ones with fields dropped, duplicated, mistyped, out of
+        /// range, unknown (nested too) or the whole message as an array.
+        #[test]
+        fn fast_decode_agrees_with_the_general_path(
+            lat in proptest::prop_oneof![-100.0f64..100.0, proptest::strategy::Just(f64::NAN)],
+            lon in -200.0f64..200.0,
+            speed in proptest::option::of(-10.0f64..500.0),
+            drop in 0usize..8,
+            extra in proptest::sample::select(vec![
+                "", r#","x":1"#, r#","x":{"y":[1,{"z":null}]}"#, r#","lat":16.0"#,
+                r#","speed_kmh":"fast""#, r#","ts":"yesterday""#, r#","unit_id":7"#,
+                r#","kind":"tank""#, r#","status":{"available":null}"#, r#","station":null"#,
+            ]),
+            as_array in proptest::bool::weighted(0.1),
+        ) {
+            let mut fields = vec![
+                r#""unit_id":"u1""#.to_string(),
+                r#""ts":"2026-11-23T08:00:00.500Z""#.to_string(),
+                format!(r#""lat":{}"#, if lat.is_nan() { "null".to_string() } else { lat.to_string() }),
+                format!(r#""lon":{lon}"#),
+            ];
+            if let Some(v) = speed {
+                fields.push(format!(r#""speed_kmh":{v}"#));
+            }
+            if drop < fields.len() {
+                fields.remove(drop);
+            }
+            let ping = if as_array {
+                format!("[{}]", fields.iter().map(|f| f.split_once(':').unwrap().1).collect::<Vec<_>>().join(","))
+            } else {
+                format!("{{{}{extra}}}", fields.join(","))
+            };
+            let unit = format!(
+                r#"{{"unit_id":"u1","ts":"2026-11-23T08:00:00Z","kind":"ambulance","status":"available"{extra}}}"#
+            );
+            proptest::prop_assert_eq!(
+                decode_one::<PositionPing>(InputKind::Position, ping.as_bytes()),
+                decode_via_value::<PositionPing>(InputKind::Position, &ping),
+                "{}", ping
+            );
+            proptest::prop_assert_eq!(
+                decode_one::<UnitStatusReport>(InputKind::Unit, unit.as_bytes()),
+                decode_via_value::<UnitStatusReport>(InputKind::Unit, &unit),
+                "{}", unit
+            );
+        }
     }
 
     #[test]

@@ -18,7 +18,14 @@ pub struct GeoPoint {
 }
 
 /// One processor output event.
-#[derive(Debug, Clone, PartialEq, Serialize, Deserialize, JsonSchema)]
+// `Serialize` and `Deserialize` are written by hand (below) for speed, not
+// for a different shape: serde's derive for a `flatten`ed adjacently tagged
+// body buffers the whole event into an intermediate tree before building it,
+// and every position ping's `unit.updated` goes through both (the processor
+// encodes it, the gateway decodes it). The derived `JsonSchema` still reads
+// the `serde` attributes, and the contract tests hold the two to the same
+// wire form (schemas/, examples/).
+#[derive(Debug, Clone, PartialEq, JsonSchema)]
 pub struct OutputEvent {
     /// Strictly increasing, gap-free over the whole output log.
     pub seq: u64,
@@ -34,6 +41,168 @@ impl OutputEvent {
     /// The id of the entity the event is about (its Kafka key).
     pub fn entity_id(&self) -> &str {
         self.body.entity_id()
+    }
+}
+
+impl Serialize for OutputEvent {
+    fn serialize<S: serde::Serializer>(&self, s: S) -> Result<S::Ok, S::Error> {
+        use serde::ser::SerializeStruct;
+        let mut st = s.serialize_struct("OutputEvent", 5)?;
+        st.serialize_field("seq", &self.seq)?;
+        st.serialize_field("ts", &self.ts)?;
+        st.serialize_field("district", &self.district)?;
+        st.serialize_field("type", self.body.type_name())?;
+        st.serialize_field("data", &BodyData(&self.body))?;
+        st.end()
+    }
+}
+
+/// The `data` of an event: the body's payload without its tag.
+struct BodyData<'a>(&'a EventBody);
+
+impl Serialize for BodyData<'_> {
+    fn serialize<S: serde::Serializer>(&self, s: S) -> Result<S::Ok, S::Error> {
+        match self.0 {
+            EventBody::IncidentOpened(v)
+            | EventBody::IncidentUpdated(v)
+            | EventBody::IncidentClosed(v) => v.serialize(s),
+            EventBody::DispatchRecommended(v) => v.serialize(s),
+            EventBody::DispatchAssigned(v) | EventBody::DispatchUnassigned(v) => v.serialize(s),
+            EventBody::UnitUpdated(v) => v.serialize(s),
+            EventBody::AlertRaised(v)
+            | EventBody::AlertAcknowledged(v)
+            | EventBody::AlertCleared(v) => v.serialize(s),
+            EventBody::CommandRejected(v) => v.serialize(s),
+        }
+    }
+}
+
+/// The wire `type` of an event, read without allocating.
+#[derive(Clone, Copy, Deserialize)]
+enum EventType {
+    #[serde(rename = "incident.opened")]
+    IncidentOpened,
+    #[serde(rename = "incident.updated")]
+    IncidentUpdated,
+    #[serde(rename = "incident.closed")]
+    IncidentClosed,
+    #[serde(rename = "dispatch.recommended")]
+    DispatchRecommended,
+    #[serde(rename = "dispatch.assigned")]
+    DispatchAssigned,
+    #[serde(rename = "dispatch.unassigned")]
+    DispatchUnassigned,
+    #[serde(rename = "unit.updated")]
+    UnitUpdated,
+    #[serde(rename = "alert.raised")]
+    AlertRaised,
+    #[serde(rename = "alert.acknowledged")]
+    AlertAcknowledged,
+    #[serde(rename = "alert.cleared")]
+    AlertCleared,
+    #[serde(rename = "command.rejected")]
+    CommandRejected,
+}
+
+impl<'de> serde::de::DeserializeSeed<'de> for EventType {
+    type Value = EventBody;
+
+    /// `data` read straight into the payload type `type` names.
+    fn deserialize<D: serde::Deserializer<'de>>(self, d: D) -> Result<EventBody, D::Error> {
+        Ok(match self {
+            EventType::IncidentOpened => EventBody::IncidentOpened(Deserialize::deserialize(d)?),
+            EventType::IncidentUpdated => EventBody::IncidentUpdated(Deserialize::deserialize(d)?),
+            EventType::IncidentClosed => EventBody::IncidentClosed(Deserialize::deserialize(d)?),
+            EventType::DispatchRecommended => {
+                EventBody::DispatchRecommended(Deserialize::deserialize(d)?)
+            }
+            EventType::DispatchAssigned => {
+                EventBody::DispatchAssigned(Deserialize::deserialize(d)?)
+            }
+            EventType::DispatchUnassigned => {
+                EventBody::DispatchUnassigned(Deserialize::deserialize(d)?)
+            }
+            EventType::UnitUpdated => EventBody::UnitUpdated(Deserialize::deserialize(d)?),
+            EventType::AlertRaised => EventBody::AlertRaised(Deserialize::deserialize(d)?),
+            EventType::AlertAcknowledged => {
+                EventBody::AlertAcknowledged(Deserialize::deserialize(d)?)
+            }
+            EventType::AlertCleared => EventBody::AlertCleared(Deserialize::deserialize(d)?),
+            EventType::CommandRejected => EventBody::CommandRejected(Deserialize::deserialize(d)?),
+        })
+    }
+}
+
+impl<'de> Deserialize<'de> for OutputEvent {
+    fn deserialize<D: serde::Deserializer<'de>>(d: D) -> Result<Self, D::Error> {
+        #[derive(Deserialize)]
+        #[serde(field_identifier, rename_all = "lowercase")]
+        enum Field {
+            Seq,
+            Ts,
+            District,
+            Type,
+            Data,
+            #[serde(other)]
+            Other,
+        }
+
+        struct Visitor;
+
+        impl<'de> serde::de::Visitor<'de> for Visitor {
+            type Value = OutputEvent;
+
+            fn expecting(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+                f.write_str("an output event {seq, ts, district, type, data}")
+            }
+
+            fn visit_map<A: serde::de::MapAccess<'de>>(
+                self,
+                mut map: A,
+            ) -> Result<OutputEvent, A::Error> {
+                use serde::de::Error;
+                let (mut seq, mut ts, mut district) = (None, None, None);
+                let mut kind: Option<EventType> = None;
+                let mut body = None;
+                // `data` before `type` (any JSON writer may order keys so):
+                // kept as a tree until the type is known.
+                let mut early_data: Option<serde_json::Value> = None;
+                while let Some(key) = map.next_key::<Field>()? {
+                    match key {
+                        Field::Seq => seq = Some(map.next_value()?),
+                        Field::Ts => ts = Some(map.next_value()?),
+                        Field::District => district = Some(map.next_value::<Option<String>>()?),
+                        Field::Type => kind = Some(map.next_value()?),
+                        Field::Data => match kind {
+                            Some(k) => body = Some(map.next_value_seed(k)?),
+                            None => early_data = Some(map.next_value()?),
+                        },
+                        Field::Other => {
+                            map.next_value::<serde::de::IgnoredAny>()?;
+                        }
+                    }
+                }
+                let kind = kind.ok_or_else(|| A::Error::missing_field("type"))?;
+                let body = match (body, early_data) {
+                    (Some(b), _) => b,
+                    (None, Some(v)) => serde::de::DeserializeSeed::deserialize(kind, v)
+                        .map_err(A::Error::custom)?,
+                    (None, None) => return Err(A::Error::missing_field("data")),
+                };
+                Ok(OutputEvent {
+                    seq: seq.ok_or_else(|| A::Error::missing_field("seq"))?,
+                    ts: ts.ok_or_else(|| A::Error::missing_field("ts"))?,
+                    district: district.flatten(),
+                    body,
+                })
+            }
+        }
+
+        d.deserialize_struct(
+            "OutputEvent",
+            &["seq", "ts", "district", "type", "data"],
+            Visitor,
+        )
     }
 }
 
@@ -352,4 +521,57 @@ impl DeadLetter {
     /// under Kafka's default 1 MB message limit, so a huge hostile message
     /// cannot make its own dead letter undeliverable.
     pub const MAX_ORIGINAL_BYTES: usize = 256 * 1024;
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    const UNIT: &str = r#"{"seq":7,"ts":"2026-11-23T08:00:00.000Z","district":"hai_chau","type":"unit.updated","data":{"unit_id":"u1","kind":"ambulance","status":"available","district":"hai_chau"}}"#;
+
+    #[test]
+    fn decodes_with_keys_in_any_order_and_ignores_unknown_ones() {
+        let e: OutputEvent = serde_json::from_str(UNIT).unwrap();
+        assert_eq!(e.seq, 7);
+        assert_eq!(e.district.as_deref(), Some("hai_chau"));
+        assert_eq!(e.entity_id(), "u1");
+        assert_eq!(serde_json::to_string(&e).unwrap(), UNIT);
+        // `data` before `type`, an unknown key, `district` missing.
+        let reordered = r#"{"data":{"unit_id":"u1","kind":"ambulance","status":"available","district":"hai_chau"},"x":[1,{"y":2}],"type":"unit.updated","ts":"2026-11-23T08:00:00Z","seq":7}"#;
+        let r: OutputEvent = serde_json::from_str(reordered).unwrap();
+        assert_eq!(r.body, e.body);
+        assert_eq!((r.seq, r.ts, r.district), (7, e.ts, None));
+    }
+
+    #[test]
+    fn refuses_unknown_types_missing_fields_and_mismatched_data() {
+        for (bad, why) in [
+            (
+                UNIT.replace("unit.updated", "unit.exploded"),
+                "unknown variant",
+            ),
+            (UNIT.replace(r#""seq":7,"#, ""), "missing field `seq`"),
+            (
+                UNIT.replace(r#""type":"unit.updated","#, ""),
+                "missing field `type`",
+            ),
+            (
+                r#"{"seq":1,"ts":"2026-11-23T08:00:00Z","district":null,"type":"unit.updated"}"#
+                    .to_string(),
+                "missing field `data`",
+            ),
+            // An incident's type over a unit's data.
+            (
+                UNIT.replace("unit.updated", "incident.opened"),
+                "unknown variant `available`",
+            ),
+            (
+                UNIT.replace(r#""data":{"#, r#""data":{"x":1},"y":{"#),
+                "missing field",
+            ),
+        ] {
+            let err = serde_json::from_str::<OutputEvent>(&bad).unwrap_err();
+            assert!(err.to_string().contains(why), "{bad}: {err}");
+        }
+    }
 }

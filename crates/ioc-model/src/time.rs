@@ -39,6 +39,14 @@ impl Timestamp {
 
     /// Parses an RFC 3339 string (any offset; converted to UTC).
     pub fn parse(s: &str) -> Result<Self, String> {
+        match parse_utc_fast(s.as_bytes()) {
+            Some(t) => Ok(t),
+            None => Self::parse_general(s),
+        }
+    }
+
+    /// Any RFC 3339 string, through the `time` crate.
+    fn parse_general(s: &str) -> Result<Self, String> {
         let dt = OffsetDateTime::parse(s, &Rfc3339)
             .map_err(|e| format!("expected an RFC 3339 timestamp, got {s:?}: {e}"))?;
         Ok(Self((dt.unix_timestamp_nanos() / 1_000_000) as i64))
@@ -122,6 +130,77 @@ fn civil_from_days(days: i64) -> (i64, u32, u32) {
     (yoe + era * 400 + i64::from(month <= 2), month, day)
 }
 
+/// Day count since 1970-01-01 of a proleptic Gregorian date (Howard
+/// Hinnant's `days_from_civil`, the inverse of [`civil_from_days`]).
+fn days_from_civil(year: i64, month: u32, day: u32) -> i64 {
+    let y = if month <= 2 { year - 1 } else { year };
+    let era = y.div_euclid(400);
+    let yoe = y.rem_euclid(400);
+    let m = i64::from(month);
+    let doy = (153 * (if m > 2 { m - 3 } else { m + 9 }) + 2) / 5 + i64::from(day) - 1;
+    let doe = yoe * 365 + yoe / 4 - yoe / 100 + doy;
+    era * 146_097 + doe - 719_468
+}
+
+/// The common case of every message, without the `time` crate:
+/// `YYYY-MM-DDTHH:MM:SS[.f{1,9}]Z` in UTC, from 1970 to 9999. `None` for
+/// anything else (other offsets, leap seconds, earlier years, malformed
+/// input), which the general parser then accepts or rejects with its
+/// message. Agrees with it wherever both accept (property test below).
+fn parse_utc_fast(b: &[u8]) -> Option<Timestamp> {
+    if b.len() < 20 || !matches!(b[b.len() - 1], b'Z' | b'z') {
+        return None;
+    }
+    let num = |r: std::ops::Range<usize>| -> Option<u32> {
+        b[r].iter().try_fold(0u32, |acc, &c| {
+            c.is_ascii_digit().then(|| acc * 10 + u32::from(c - b'0'))
+        })
+    };
+    if b[4] != b'-'
+        || b[7] != b'-'
+        || !matches!(b[10], b'T' | b't')
+        || b[13] != b':'
+        || b[16] != b':'
+    {
+        return None;
+    }
+    let (year, month, day) = (num(0..4)?, num(5..7)?, num(8..10)?);
+    let (hour, minute, second) = (num(11..13)?, num(14..16)?, num(17..19)?);
+    let leap = year % 4 == 0 && (year % 100 != 0 || year % 400 == 0);
+    let month_days = match month {
+        1 | 3 | 5 | 7 | 8 | 10 | 12 => 31,
+        4 | 6 | 9 | 11 => 30,
+        2 if leap => 29,
+        2 => 28,
+        _ => return None,
+    };
+    if year < 1970 || day == 0 || day > month_days || hour > 23 || minute > 59 || second > 59 {
+        return None;
+    }
+    // Fraction: 1 to 9 digits, truncated to milliseconds (as the general
+    // path does for times after the epoch).
+    let frac = &b[19..b.len() - 1];
+    let ms = match frac {
+        [] => 0,
+        [b'.', digits @ ..] if (1..=9).contains(&digits.len()) => {
+            let mut ms = 0u32;
+            for (i, &c) in digits.iter().enumerate() {
+                if !c.is_ascii_digit() {
+                    return None;
+                }
+                if i < 3 {
+                    ms = ms * 10 + u32::from(c - b'0');
+                }
+            }
+            ms * 10u32.pow(3u32.saturating_sub(digits.len() as u32))
+        }
+        _ => return None,
+    };
+    let days = days_from_civil(i64::from(year), month, day);
+    let secs = days * 86_400 + i64::from(hour * 3600 + minute * 60 + second);
+    Some(Timestamp(secs * 1000 + i64::from(ms)))
+}
+
 impl fmt::Display for Timestamp {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
         f.write_str(&self.to_rfc3339())
@@ -203,6 +282,44 @@ mod tests {
         assert_eq!(far.to_rfc3339(), far.to_rfc3339_general());
         // Beyond year 9999 the time crate cannot represent it: the epoch, as before.
         assert_eq!(far.to_rfc3339(), "1970-01-01T00:00:00.000Z");
+    }
+
+    proptest::proptest! {
+        /// The fast UTC parser agrees with the `time` crate on every string
+        /// it accepts, and hands everything else to it: all fraction
+        /// lengths, impossible dates (31 April, 29 February off leap years),
+        /// out-of-range fields, lower-case separators, other offsets.
+        #[test]
+        fn fast_parse_agrees_with_the_time_crate(
+            year in 1900u32..=9999, month in 0u32..=13, day in 0u32..=32,
+            hour in 0u32..=24, minute in 0u32..=60, second in 0u32..=60,
+            frac in proptest::option::of("[0-9]{1,10}"),
+            t in proptest::sample::select(vec!["T", "t", " "]),
+            zone in proptest::sample::select(vec!["Z", "z", "+00:00", "+07:00", "-03:30", ""]),
+        ) {
+            let s = format!(
+                "{year:04}-{month:02}-{day:02}{t}{hour:02}:{minute:02}:{second:02}{}{zone}",
+                frac.map(|f| format!(".{f}")).unwrap_or_default()
+            );
+            let general = Timestamp::parse_general(&s);
+            match parse_utc_fast(s.as_bytes()) {
+                Some(fast) => proptest::prop_assert_eq!(Ok(fast), general, "{}", s),
+                None => proptest::prop_assert_eq!(Timestamp::parse(&s), general, "{}", s),
+            }
+        }
+    }
+
+    #[test]
+    fn fast_parse_takes_the_common_form() {
+        let t = parse_utc_fast(b"2026-11-23T08:15:30.250Z");
+        assert_eq!(t, Some(Timestamp::from_unix_millis(1_795_421_730_250)));
+        assert_eq!(
+            parse_utc_fast(b"1970-01-01T00:00:00Z"),
+            Some(Timestamp::from_unix_millis(0))
+        );
+        assert_eq!(parse_utc_fast(b"2026-11-23T15:15:30.250+07:00"), None);
+        assert_eq!(parse_utc_fast(b"2026-02-29T00:00:00Z"), None);
+        assert!(Timestamp::parse("2026-02-29T00:00:00Z").is_err());
     }
 
     #[test]
