@@ -82,7 +82,7 @@ struct Grid {
 
 impl Grid {
     /// Longest side of the grid, in cells.
-    const SIDE: usize = 256;
+    const SIDE: usize = 1024;
 
     fn cell_of(&self, lat: f64, lon: f64) -> Option<usize> {
         let c = (lon - self.min_lon) / self.step_lon;
@@ -238,8 +238,11 @@ impl Zones {
             rows,
             cells: vec![CELL_NONE; cols * rows],
         };
-        // Every cell a boundary segment's box touches (with a margin) is
-        // mixed: conservative, so a clean cell is never crossed.
+        // Every cell a boundary segment touches (with a margin) is mixed:
+        // each segment is cut into pieces no longer than a cell, and the
+        // cells of each piece's box are marked. Conservative, so a clean
+        // cell is never crossed, and tight (a long diagonal segment's own
+        // box would mark a whole block of cells it never crosses).
         let eps = step * 1e-6;
         let clamp = |v: f64, n: usize| (v.max(0.0) as usize).min(n - 1);
         let mut mixed = vec![false; cols * rows];
@@ -247,39 +250,73 @@ impl Zones {
             for poly in z.shape.iter() {
                 for ring in std::iter::once(poly.exterior()).chain(poly.interiors()) {
                     for seg in ring.lines() {
-                        let (x0, x1) = (seg.start.x.min(seg.end.x), seg.start.x.max(seg.end.x));
-                        let (y0, y1) = (seg.start.y.min(seg.end.y), seg.start.y.max(seg.end.y));
-                        if x1 < g.min_lon - eps
-                            || y1 < g.min_lat - eps
-                            || x0 > g.min_lon + w + eps
-                            || y0 > g.min_lat + h + eps
-                        {
-                            continue;
-                        }
-                        let c0 = clamp((x0 - eps - g.min_lon) / step, cols);
-                        let c1 = clamp((x1 + eps - g.min_lon) / step, cols);
-                        let r0 = clamp((y0 - eps - g.min_lat) / step, rows);
-                        let r1 = clamp((y1 + eps - g.min_lat) / step, rows);
-                        for r in r0..=r1 {
-                            for c in c0..=c1 {
-                                mixed[r * cols + c] = true;
+                        let (dx, dy) = (seg.end.x - seg.start.x, seg.end.y - seg.start.y);
+                        let pieces = ((dx.abs().max(dy.abs()) / step).ceil() as usize).max(1);
+                        for k in 0..pieces {
+                            let (t0, t1) =
+                                (k as f64 / pieces as f64, (k + 1) as f64 / pieces as f64);
+                            let (ax, bx) = (seg.start.x + dx * t0, seg.start.x + dx * t1);
+                            let (ay, by) = (seg.start.y + dy * t0, seg.start.y + dy * t1);
+                            let (x0, x1) = (ax.min(bx), ax.max(bx));
+                            let (y0, y1) = (ay.min(by), ay.max(by));
+                            if x1 < g.min_lon - eps
+                                || y1 < g.min_lat - eps
+                                || x0 > g.min_lon + w + eps
+                                || y0 > g.min_lat + h + eps
+                            {
+                                continue;
+                            }
+                            let c0 = clamp((x0 - eps - g.min_lon) / step, cols);
+                            let c1 = clamp((x1 + eps - g.min_lon) / step, cols);
+                            let r0 = clamp((y0 - eps - g.min_lat) / step, rows);
+                            let r1 = clamp((y1 + eps - g.min_lat) / step, rows);
+                            for r in r0..=r1 {
+                                for c in c0..=c1 {
+                                    mixed[r * cols + c] = true;
+                                }
                             }
                         }
                     }
                 }
             }
         }
-        for r in 0..rows {
-            for c in 0..cols {
-                let i = r * cols + c;
-                g.cells[i] = if mixed[i] {
-                    CELL_MIXED
-                } else {
-                    let lon = g.min_lon + (c as f64 + 0.5) * step;
-                    let lat = g.min_lat + (r as f64 + 0.5) * step;
-                    self.zone_index_exact(lat, lon)
-                        .map_or(CELL_NONE, |z| z as u32)
-                };
+        // Clean cells that share a side form regions that no boundary
+        // crosses (a boundary between two clean neighbours would touch
+        // both), so each region lies in one zone or none: one exact test per
+        // region, at the centre of its first cell, then a flood fill.
+        let mut done = mixed.clone();
+        let mut stack = Vec::new();
+        for start in 0..cols * rows {
+            if mixed[start] {
+                g.cells[start] = CELL_MIXED;
+                continue;
+            }
+            if done[start] {
+                continue;
+            }
+            let (c, r) = (start % cols, start / cols);
+            let lon = g.min_lon + (c as f64 + 0.5) * step;
+            let lat = g.min_lat + (r as f64 + 0.5) * step;
+            let zone = self
+                .zone_index_exact(lat, lon)
+                .map_or(CELL_NONE, |z| z as u32);
+            done[start] = true;
+            stack.push(start);
+            while let Some(i) = stack.pop() {
+                g.cells[i] = zone;
+                let (c, r) = (i % cols, i / cols);
+                let neighbours = [
+                    (c > 0).then(|| i - 1),
+                    (c + 1 < cols).then(|| i + 1),
+                    (r > 0).then(|| i - cols),
+                    (r + 1 < rows).then(|| i + cols),
+                ];
+                for n in neighbours.into_iter().flatten() {
+                    if !done[n] {
+                        done[n] = true;
+                        stack.push(n);
+                    }
+                }
             }
         }
         g
@@ -483,6 +520,27 @@ mod tests {
             hits += usize::from(fast.is_some());
         }
         assert!(hits > 5_000, "{hits}");
+        // Near the boundaries, where a wrongly clean cell would show: points
+        // within two cells of every boundary segment, on both sides.
+        let near = z.grid.step_lon * 2.0;
+        for zone in z.iter() {
+            for poly in zone.shape.iter() {
+                for seg in poly.exterior().lines() {
+                    for _ in 0..20 {
+                        let t: f64 = rng.gen_range(0.0..1.0);
+                        let lon = seg.start.x
+                            + (seg.end.x - seg.start.x) * t
+                            + rng.gen_range(-near..near);
+                        let lat = seg.start.y
+                            + (seg.end.y - seg.start.y) * t
+                            + rng.gen_range(-near..near);
+                        let fast = z.zone_at(lat, lon).map(|z| z.id.as_str());
+                        let exact = z.zone_at_exact(lat, lon).map(|z| z.id.as_str());
+                        assert_eq!(fast, exact, "at {lat},{lon}");
+                    }
+                }
+            }
+        }
         // Offshore zones sit outside the grid and still answer.
         let hs = z.get("hoang_sa").unwrap().representative;
         assert_eq!(z.zone_id_at(hs.y(), hs.x()).as_deref(), Some("hoang_sa"));
