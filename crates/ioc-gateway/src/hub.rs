@@ -334,6 +334,49 @@ pub struct Hub {
     history_len: usize,
     /// Known zone ids, to refuse subscriptions to districts that do not exist.
     zones: HashSet<String>,
+    meters: HubMeters,
+}
+
+/// The hub's counters, resolved once: `counter!` with a label is a registry
+/// lookup, and publishing runs once per event and channel.
+struct HubMeters {
+    published: metrics::Counter,
+    /// By [`kind_index`].
+    out: [metrics::Counter; 4],
+    coalesced: [metrics::Counter; 4],
+}
+
+impl HubMeters {
+    fn new() -> Self {
+        let kinds = [
+            Channel::City,
+            Channel::Dispatch,
+            Channel::District(String::new()),
+            Channel::Units,
+        ];
+        Self {
+            published: metrics::counter!(telemetry::EVENTS_PUBLISHED),
+            out: kinds
+                .clone()
+                .map(|c| metrics::counter!(telemetry::WS_MESSAGES_OUT, "channel_kind" => c.kind())),
+            coalesced: kinds
+                .map(|c| metrics::counter!(telemetry::WS_COALESCED, "channel_kind" => c.kind())),
+        }
+    }
+
+    fn out(&self, channel: &Channel) -> &metrics::Counter {
+        &self.out[kind_index(channel)]
+    }
+}
+
+/// Position of a channel's kind in [`HubMeters`]' arrays.
+fn kind_index(channel: &Channel) -> usize {
+    match channel {
+        Channel::City => 0,
+        Channel::Dispatch => 1,
+        Channel::District(_) => 2,
+        Channel::Units => 3,
+    }
 }
 
 fn lock<T>(m: &Mutex<T>) -> MutexGuard<'_, T> {
@@ -348,6 +391,7 @@ impl Hub {
             state: Mutex::new(HubState::default()),
             history_len,
             zones,
+            meters: HubMeters::new(),
         }
     }
 
@@ -400,7 +444,7 @@ impl Hub {
                 st.history.pop_front();
             }
         }
-        metrics::counter!(telemetry::EVENTS_PUBLISHED).increment(1);
+        self.meters.published.increment(1);
 
         // The coalescing key of a position; None for every other event.
         let position: Option<Arc<str>> = match &ev.body {
@@ -464,11 +508,9 @@ impl Hub {
             if subs.is_empty() {
                 st.channels.remove(&channel);
             }
-            metrics::counter!(telemetry::WS_MESSAGES_OUT, "channel_kind" => channel.kind())
-                .increment(delivered);
+            self.meters.out(&channel).increment(delivered);
             if coalesced > 0 {
-                metrics::counter!(telemetry::WS_COALESCED, "channel_kind" => channel.kind())
-                    .increment(coalesced);
+                self.meters.coalesced[kind_index(&channel)].increment(coalesced);
             }
         }
         true
@@ -491,8 +533,7 @@ impl Hub {
             let room = link.high_water().saturating_sub(link.queued());
             match sub.flush(&to_json(&channel.name()), room) {
                 Some(sent) => {
-                    metrics::counter!(telemetry::WS_MESSAGES_OUT, "channel_kind" => channel.kind())
-                        .increment(sent);
+                    self.meters.out(channel).increment(sent);
                     still_holding |= !sub.held.is_empty();
                 }
                 None => gone.push(channel.clone()),
@@ -564,8 +605,7 @@ impl Hub {
                 st.last_seq
             }
         };
-        metrics::counter!(telemetry::WS_MESSAGES_OUT, "channel_kind" => channel.kind())
-            .increment(frames);
+        self.meters.out(&channel).increment(frames);
         st.channels
             .entry(channel)
             .or_default()
@@ -684,7 +724,9 @@ fn to_json<T: serde::Serialize + ?Sized>(v: &T) -> String {
 fn event_frame(channel_json: &str, seq: u64, prev_seq: u64, event_json: &str) -> Utf8Bytes {
     // Sized once and filled by hand: `format!` grew the string several
     // times per frame, on the hottest path of the gateway.
-    let mut frame = String::with_capacity(64 + channel_json.len() + event_json.len());
+    // The fixed text is 53 bytes, each number up to 20 digits: 93 at most
+    // (64 had a seven-digit seq pair reallocate the frame).
+    let mut frame = String::with_capacity(96 + channel_json.len() + event_json.len());
     frame.push_str(r#"{"op":"event","channel":"#);
     frame.push_str(channel_json);
     frame.push_str(r#","seq":"#);
