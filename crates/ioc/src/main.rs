@@ -13,6 +13,12 @@ use ioc_gateway::auth::{mint_token, Role};
 use ioc_ingest::EmbeddedBroker;
 use tokio_util::sync::CancellationToken;
 
+/// mimalloc instead of glibc's malloc: the processor, the events reader and
+/// the gateway allocate on different threads, and glibc's arena locks showed
+/// up in the profile (decision 18, BENCHMARKS.md "Processor hot path").
+#[global_allocator]
+static GLOBAL: mimalloc::MiMalloc = mimalloc::MiMalloc;
+
 #[derive(Debug, Parser)]
 #[command(
     name = "ioc",
