@@ -317,6 +317,7 @@ async fn main() -> anyhow::Result<()> {
     // is ~200 MB and a client still parsing it would be cut as slow).
     let snapshots = Arc::new(AtomicU64::new(0));
     let mut readers = Vec::new();
+    let stop = tokio_util::sync::CancellationToken::new();
     let mut client_no = 0usize;
     for group in &groups {
         for i in 0..group.clients {
@@ -367,8 +368,22 @@ async fn main() -> anyhow::Result<()> {
                 Arc::clone(&last_rx_us),
                 Arc::clone(&snapshots),
             );
+            let stop = stop.clone();
             readers.push(tokio::spawn(async move {
-                while let Some(Ok(msg)) = ws.next().await {
+                // Counted locally and merged when the client stops: a lock
+                // per frame across a thousand clients was the tool's own
+                // contention, taken from the system under test.
+                let mut local = Histogram::<u64>::new_with_bounds(1, 600_000, 3)
+                    .expect("histogram bounds");
+                let mut local_frames = 0u64;
+                let mut local_types: Vec<(String, u64)> = Vec::new();
+                loop {
+                    let msg = tokio::select! {
+                        biased;
+                        _ = stop.cancelled() => break,
+                        msg = ws.next() => msg,
+                    };
+                    let Some(Ok(msg)) = msg else { break };
                     let WsMessage::Text(t) = msg else { continue };
                     // Only `op`, `event.ts` and `event.type` are read:
                     // parsing the whole frame into a `Value` cost more CPU
@@ -388,17 +403,25 @@ async fn main() -> anyhow::Result<()> {
                         continue;
                     };
                     let lat_ms = (Timestamp::now().unix_millis() - ts.unix_millis()).max(1) as u64;
-                    if let Ok(mut h) = hist.lock() {
-                        let _ = h.record(lat_ms);
-                    }
+                    let _ = local.record(lat_ms);
                     if count_types {
-                        if let Ok(mut m) = by_type.lock() {
-                            *m.entry(event.kind.into_owned()).or_insert(0) += 1;
+                        match local_types.iter_mut().find(|(k, _)| *k == event.kind) {
+                            Some((_, n)) => *n += 1,
+                            None => local_types.push((event.kind.into_owned(), 1)),
                         }
                     }
-                    frames.fetch_add(1, Ordering::Relaxed);
+                    local_frames += 1;
                     delivered.fetch_add(1, Ordering::Relaxed);
                     last_rx_us.fetch_max(origin.elapsed().as_micros() as u64, Ordering::Relaxed);
+                }
+                if let Ok(mut h) = hist.lock() {
+                    let _ = h.add(&local);
+                }
+                frames.fetch_add(local_frames, Ordering::Relaxed);
+                if let Ok(mut m) = by_type.lock() {
+                    for (k, n) in local_types {
+                        *m.entry(k).or_insert(0) += n;
+                    }
                 }
             }));
         }
@@ -610,8 +633,10 @@ async fn main() -> anyhow::Result<()> {
             .load(Ordering::Relaxed)
             .saturating_sub(before)
     });
+    // Clients stop and hand in what they counted.
+    stop.cancel();
     for r in readers {
-        r.abort();
+        let _ = tokio::time::timeout(Duration::from_secs(10), r).await;
     }
 
     let counters_after = scrape_counters(&http, &metrics_url).await;
