@@ -379,6 +379,13 @@ def e2e_rate(reports, out):
         if bare:
             med = bare[len(bare) // 2]
             p1.hline(med, "#7f8c8d", "10,4", f"bare consume (capacity runs): {fmt_rate(med)}", row)
+            row += 1
+        # Bare relay (consume, decode, produce one event per ping, read it back): the Kafka work
+        # the contract asks for; reports from before it was measured have none.
+        relay = sorted(r["bare_relay_per_s"] for r in cap if r.get("bare_relay_per_s"))
+        if relay:
+            med = relay[len(relay) // 2]
+            p1.hline(med, "#8e44ad", "4,4", f"bare relay (capacity runs): {fmt_rate(med)}", row)
 
         lats = [r["latency_ms"][q] for r in fixed if r["frames_delivered"] for q in ("p50", "p99", "p999")]
         p2 = Panel(680, 50, 460, 360, rates, lats + [25, 100], "Produce → websocket latency",
