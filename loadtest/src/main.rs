@@ -373,8 +373,8 @@ async fn main() -> anyhow::Result<()> {
                 // Counted locally and merged when the client stops: a lock
                 // per frame across a thousand clients was the tool's own
                 // contention, taken from the system under test.
-                let mut local = Histogram::<u64>::new_with_bounds(1, 600_000, 3)
-                    .expect("histogram bounds");
+                let mut local =
+                    Histogram::<u64>::new_with_bounds(1, 600_000, 3).expect("histogram bounds");
                 let mut local_frames = 0u64;
                 let mut local_types: Vec<(String, u64)> = Vec::new();
                 loop {
