@@ -30,3 +30,6 @@ pub const EVENTS_READ: &str = "ioc_events_read_total";
 pub const BROKER_STALE: &str = "ioc_broker_stale";
 /// Messages not yet consumed by the processor, summed over its assignment.
 pub const CONSUMER_LAG: &str = "ioc_consumer_lag";
+/// Times the processor left and rejoined its consumer group because its
+/// consumer stalled (inputs waiting, none delivered, nothing in flight).
+pub const CONSUMER_REJOINS: &str = "ioc_consumer_rejoins_total";

@@ -84,6 +84,88 @@ pub struct ProcessorStatus {
     /// Messages between the consumer's position and the partitions' ends,
     /// summed over the assignment, at the last check.
     pub lag: AtomicU64,
+    /// Times the consumer left and rejoined its group because it stalled.
+    pub rejoins: AtomicU64,
+}
+
+/// Seconds a processor may go with the broker answering, inputs waiting
+/// (or nothing assigned) and none handled, nothing in flight, before it
+/// leaves and rejoins its group.
+const STALL_REJOIN_S: u32 = 30;
+
+/// The stall watch: librdkafka's consumer has been seen, rarely, to stay
+/// stuck after the whole cluster was away (no assignment after the rejoin,
+/// or a fetcher that never resumes; librdkafka issues 1546, 2164, 3082),
+/// while the broker answers and inputs wait: a processor that would then
+/// never handle another input. Counted here, acted on by the lag watch.
+#[derive(Debug, Default)]
+struct StallWatch {
+    /// Seconds in a row that looked stalled.
+    stalled_s: u32,
+    handled: u64,
+}
+
+impl StallWatch {
+    /// One second's check: inputs handled so far, inputs in flight, the lag
+    /// over the assignment with the number of assigned partitions (None when
+    /// it could not be measured), and whether the broker answered at all (an
+    /// outage is not a stall). True when it has looked stalled for `after_s`
+    /// seconds in a row (and counting starts again).
+    fn step(
+        &mut self,
+        handled: u64,
+        in_flight: usize,
+        measured: Option<(i64, usize)>,
+        reachable: bool,
+        after_s: u32,
+    ) -> bool {
+        let progressed = handled != self.handled;
+        self.handled = handled;
+        let looks_stalled = !progressed
+            && in_flight == 0
+            && match measured {
+                Some((lag, partitions)) => lag > 0 || partitions == 0,
+                // The broker answers but the consumer's group does not.
+                None => reachable,
+            };
+        self.stalled_s = if looks_stalled { self.stalled_s + 1 } else { 0 };
+        if self.stalled_s >= after_s {
+            self.stalled_s = 0;
+            true
+        } else {
+            false
+        }
+    }
+}
+
+/// Messages waiting for the whole group over every partition of `topics`
+/// (committed offset, or the beginning, to the end); None if the broker
+/// or the group coordinator does not answer.
+fn group_lag(c: &StreamConsumer, topics: &[&str]) -> Option<i64> {
+    let metadata = c.fetch_metadata(None, Duration::from_secs(2)).ok()?;
+    let mut all = rdkafka::TopicPartitionList::new();
+    for t in metadata
+        .topics()
+        .iter()
+        .filter(|t| topics.contains(&t.name()))
+    {
+        for p in t.partitions() {
+            all.add_partition(t.name(), p.id());
+        }
+    }
+    let committed = c.committed_offsets(all, Duration::from_secs(2)).ok()?;
+    let mut lag = 0i64;
+    for e in committed.elements() {
+        let (low, high) = c
+            .fetch_watermarks(e.topic(), e.partition(), Duration::from_secs(1))
+            .ok()?;
+        let at = match e.offset() {
+            rdkafka::Offset::Offset(o) => o,
+            _ => low,
+        };
+        lag += (high - at).max(0);
+    }
+    Some(lag)
 }
 
 /// Every second: the consumer's lag over its assignment, as a metric and
@@ -91,12 +173,16 @@ pub struct ProcessorStatus {
 fn spawn_lag_watch(
     consumer: Arc<StreamConsumer>,
     status: Arc<ProcessorStatus>,
+    acks: Arc<SharedTracker>,
+    inputs: Vec<String>,
+    stalled: Arc<tokio::sync::Notify>,
     shutdown: CancellationToken,
 ) -> tokio::task::JoinHandle<()> {
     tokio::spawn(async move {
         // Seconds with inputs waiting and none handled (a stuck consumer
         // shows here first: issue notes on the broker-outage test).
         let (mut idle_s, mut handled_before) = (0u32, 0u64);
+        let mut stall = StallWatch::default();
         loop {
             tokio::select! {
                 _ = shutdown.cancelled() => return,
@@ -133,6 +219,50 @@ fn spawn_lag_watch(
             .await
             .ok()
             .flatten();
+            let (handled, in_flight) = (
+                status.handled.load(Ordering::Relaxed),
+                acks.lock().in_flight(),
+            );
+            // The broker answering though the consumer's own view could
+            // not be measured: its group layer is stuck, not the cluster.
+            let reachable = measured.is_some() || {
+                let (c, topic) = (Arc::clone(&consumer), inputs.first().cloned());
+                tokio::task::spawn_blocking(move || {
+                    c.fetch_metadata(topic.as_deref(), Duration::from_secs(1))
+                        .is_ok()
+                })
+                .await
+                .unwrap_or(false)
+            };
+            if stall.step(handled, in_flight, measured, reachable, STALL_REJOIN_S) {
+                // Nothing assigned (a quiet group with more members than
+                // partitions, or a join in progress) is a stall only if the
+                // group is known to have inputs waiting.
+                let nothing_assigned = measured == Some((0, 0));
+                let waiting = if nothing_assigned {
+                    let (c, topics) = (Arc::clone(&consumer), inputs.clone());
+                    tokio::task::spawn_blocking(move || {
+                        let names: Vec<&str> = topics.iter().map(String::as_str).collect();
+                        group_lag(&c, &names)
+                    })
+                    .await
+                    .ok()
+                    .flatten()
+                } else {
+                    None
+                };
+                if !nothing_assigned || waiting.is_some_and(|n| n > 0) {
+                    tracing::error!(
+                        stalled_s = STALL_REJOIN_S,
+                        lag_over_assignment = ?measured,
+                        group_lag = ?waiting,
+                        handled,
+                        "consumer stalled with the broker answering and inputs waiting: replacing it"
+                    );
+                    stalled.notify_one();
+                    return;
+                }
+            }
             if let Some((lag, partitions)) = measured {
                 let handled = status.handled.load(Ordering::Relaxed);
                 idle_s = if lag > 0 && handled == handled_before {
@@ -245,6 +375,25 @@ impl Meters {
     }
 }
 
+/// The processor's consumer of its inputs (offsets stored by the loop,
+/// committed by librdkafka every second).
+fn input_consumer(config: &ProcessorConfig) -> Result<StreamConsumer, IngestError> {
+    Ok(config
+        .kafka
+        .consumer_config()
+        .set("group.id", &config.group_id)
+        .set("enable.auto.commit", "true")
+        .set("auto.commit.interval.ms", "1000")
+        .set("enable.auto.offset.store", "false")
+        .set("auto.offset.reset", "earliest")
+        .set("session.timeout.ms", config.session_timeout_ms.to_string())
+        .set(
+            "heartbeat.interval.ms",
+            (config.session_timeout_ms / 5).max(100).to_string(),
+        )
+        .create()?)
+}
+
 /// Runs the processor until `shutdown` is cancelled or a delivery fails.
 /// `engine` must already be restored from the output log.
 pub async fn run_processor(
@@ -253,22 +402,7 @@ pub async fn run_processor(
     status: Arc<ProcessorStatus>,
     shutdown: CancellationToken,
 ) -> Result<(), IngestError> {
-    let consumer: Arc<StreamConsumer> = Arc::new(
-        config
-            .kafka
-            .consumer_config()
-            .set("group.id", &config.group_id)
-            .set("enable.auto.commit", "true")
-            .set("auto.commit.interval.ms", "1000")
-            .set("enable.auto.offset.store", "false")
-            .set("auto.offset.reset", "earliest")
-            .set("session.timeout.ms", config.session_timeout_ms.to_string())
-            .set(
-                "heartbeat.interval.ms",
-                (config.session_timeout_ms / 5).max(100).to_string(),
-            )
-            .create()?,
-    );
+    let mut consumer = Arc::new(input_consumer(&config)?);
     let acks = Arc::new(SharedTracker::default());
     let producer: AckProducer = config
         .kafka
@@ -284,7 +418,20 @@ pub async fn run_processor(
     let meters = Meters::new();
     meters.seen_ids.set(engine.stats().seen_ids as f64);
     let max_in_flight = config.max_in_flight.max(1);
-    let lag_watch = spawn_lag_watch(Arc::clone(&consumer), Arc::clone(&status), shutdown.clone());
+    let input_names: Vec<String> = inputs.iter().map(|t| t.to_string()).collect();
+    let stalled = Arc::new(tokio::sync::Notify::new());
+    let watch = |consumer: &Arc<StreamConsumer>| {
+        spawn_lag_watch(
+            Arc::clone(consumer),
+            Arc::clone(&status),
+            Arc::clone(&acks),
+            input_names.clone(),
+            Arc::clone(&stalled),
+            shutdown.clone(),
+        )
+    };
+    let mut lag_watch = watch(&consumer);
+    let rejoins = metrics::counter!(metric::CONSUMER_REJOINS);
     let mut tick = tokio::time::interval(config.tick_interval);
     tick.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
     let mut store_tick = tokio::time::interval(STORE_INTERVAL);
@@ -323,6 +470,28 @@ pub async fn run_processor(
                 });
             }
             _ = store_tick.tick() => store_completed(&acks, &consumer, &status, &meters),
+            _ = stalled.notified() => {
+                // A new consumer in the same group: it joins afresh and
+                // resumes from the committed offsets (what was handled since
+                // the last commit comes again and is deduplicated). The old
+                // one is closed off the runtime: closing a stuck consumer
+                // may block.
+                lag_watch.abort();
+                store_completed(&acks, &consumer, &status, &meters);
+                let fresh = match input_consumer(&config) {
+                    Ok(c) => Arc::new(c),
+                    Err(e) => break Err(e),
+                };
+                if let Err(e) = fresh.subscribe(&inputs) {
+                    break Err(e.into());
+                }
+                let old = std::mem::replace(&mut consumer, fresh);
+                tokio::task::spawn_blocking(move || drop(old));
+                lag_watch = watch(&consumer);
+                status.rejoins.fetch_add(1, Ordering::Relaxed);
+                rejoins.increment(1);
+                tracing::warn!("processor's consumer replaced; it rejoins its group");
+            }
             _ = tick.tick() => {
                 // A gauge sampled once a tick, off the per-input path.
                 meters.seen_ids.set(engine.stats().seen_ids as f64);
@@ -575,5 +744,45 @@ async fn send(
                 return;
             }
         }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn the_stall_watch_fires_after_seconds_in_a_row_with_inputs_waiting_and_none_handled() {
+        let mut w = StallWatch::default();
+        let waiting = Some((5, 3));
+        // Handling inputs: never.
+        for s in 0..100 {
+            assert!(!w.step(s, 0, waiting, true, 3));
+        }
+        // Stuck with inputs waiting: on the third second, then counting again.
+        assert!(!w.step(99, 0, waiting, true, 3));
+        assert!(!w.step(99, 0, waiting, true, 3));
+        assert!(w.step(99, 0, waiting, true, 3));
+        assert!(!w.step(99, 0, waiting, true, 3));
+        // Nothing assigned looks stalled too (the lag watch then asks the group).
+        let mut w = StallWatch::default();
+        assert!(!w.step(0, 0, Some((0, 0)), true, 2));
+        assert!(w.step(0, 0, Some((0, 0)), true, 2));
+        // Not a stall: caught up, outputs awaiting acknowledgement (the
+        // producer's problem), or the broker away (an outage). Each breaks
+        // the run of seconds.
+        let mut w = StallWatch::default();
+        for interruption in [Some((0, 3)), waiting, None] {
+            let in_flight = usize::from(interruption == waiting);
+            assert!(!w.step(7, 0, waiting, true, 2));
+            assert!(!w.step(7, in_flight, interruption, false, 2));
+        }
+        assert!(!w.step(7, 0, waiting, true, 2));
+        assert!(w.step(7, 0, waiting, true, 2));
+        // The broker answers but the consumer's own view cannot be measured
+        // (its group does not answer): stalled.
+        let mut w = StallWatch::default();
+        assert!(!w.step(0, 0, None, true, 2));
+        assert!(w.step(0, 0, None, true, 2));
     }
 }
