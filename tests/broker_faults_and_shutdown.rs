@@ -110,7 +110,8 @@ async fn broker_outage_marks_screens_stale_and_loses_nothing() -> anyhow::Result
             format!(
                 "the call produced during the outage never reached the screen \
                  (a critical task stopped: {}, processor handled {} inputs, its lag over \
-                 its assignment at the last check: {}, stalled-consumer rejoins: {})",
+                 its assignment at the last check: {}, inputs awaiting acknowledgement: {}, \
+                 stalled-consumer replacements: {})",
                 sys.system.fatal.is_cancelled(),
                 sys.system
                     .processor
@@ -119,6 +120,10 @@ async fn broker_outage_marks_screens_stale_and_loses_nothing() -> anyhow::Result
                 sys.system
                     .processor
                     .lag
+                    .load(std::sync::atomic::Ordering::Relaxed),
+                sys.system
+                    .processor
+                    .in_flight
                     .load(std::sync::atomic::Ordering::Relaxed),
                 sys.system
                     .processor

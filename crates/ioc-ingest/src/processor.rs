@@ -84,8 +84,11 @@ pub struct ProcessorStatus {
     /// Messages between the consumer's position and the partitions' ends,
     /// summed over the assignment, at the last check.
     pub lag: AtomicU64,
-    /// Times the consumer left and rejoined its group because it stalled.
+    /// Times the consumer was replaced because it stalled.
     pub rejoins: AtomicU64,
+    /// Inputs whose outputs await the broker's acknowledgement, at the last
+    /// check (every second).
+    pub in_flight: AtomicU64,
 }
 
 /// Seconds a processor may go with the broker answering, inputs waiting
@@ -223,6 +226,7 @@ fn spawn_lag_watch(
                 status.handled.load(Ordering::Relaxed),
                 acks.lock().in_flight(),
             );
+            status.in_flight.store(in_flight as u64, Ordering::Relaxed);
             // The broker answering though the consumer's own view could
             // not be measured: its group layer is stuck, not the cluster.
             let reachable = measured.is_some() || {
