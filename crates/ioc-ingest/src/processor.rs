@@ -157,16 +157,34 @@ fn group_lag(c: &StreamConsumer, topics: &[&str]) -> Option<i64> {
         }
     }
     let committed = c.committed_offsets(all, Duration::from_secs(2)).ok()?;
+    lag_over(c, &committed, None)
+}
+
+/// Messages from each partition's offset in `at` to its end, summed. A
+/// partition without an offset (nothing consumed since the assignment, or
+/// nothing committed) counts from its offset in `fallback`, else from the
+/// beginning. None if a watermark cannot be read.
+fn lag_over(
+    c: &StreamConsumer,
+    at: &rdkafka::TopicPartitionList,
+    fallback: Option<&rdkafka::TopicPartitionList>,
+) -> Option<i64> {
     let mut lag = 0i64;
-    for e in committed.elements() {
+    for p in at.elements() {
         let (low, high) = c
-            .fetch_watermarks(e.topic(), e.partition(), Duration::from_secs(1))
+            .fetch_watermarks(p.topic(), p.partition(), Duration::from_secs(1))
             .ok()?;
-        let at = match e.offset() {
+        let from = match p.offset() {
             rdkafka::Offset::Offset(o) => o,
-            _ => low,
+            _ => match fallback
+                .and_then(|f| f.find_partition(p.topic(), p.partition()))
+                .map(|e| e.offset())
+            {
+                Some(rdkafka::Offset::Offset(o)) => o,
+                _ => low,
+            },
         };
-        lag += (high - at).max(0);
+        lag += (high - from).max(0);
     }
     Some(lag)
 }
@@ -200,23 +218,7 @@ fn spawn_lag_watch(
                 let committed = c
                     .committed_offsets(positions.clone(), Duration::from_secs(1))
                     .ok()?;
-                let mut lag = 0i64;
-                for p in positions.elements() {
-                    let (low, high) = c
-                        .fetch_watermarks(p.topic(), p.partition(), Duration::from_secs(1))
-                        .ok()?;
-                    let at = match p.offset() {
-                        rdkafka::Offset::Offset(o) => o,
-                        _ => match committed
-                            .find_partition(p.topic(), p.partition())
-                            .map(|e| e.offset())
-                        {
-                            Some(rdkafka::Offset::Offset(o)) => o,
-                            _ => low,
-                        },
-                    };
-                    lag += (high - at).max(0);
-                }
+                let lag = lag_over(&c, &positions, Some(&committed))?;
                 Some((lag, positions.count()))
             })
             .await
