@@ -1140,20 +1140,19 @@ async fn bare_relay(
 ) -> anyhow::Result<(f64, u64)> {
     let settings = ioc_ingest::KafkaSettings::new(brokers);
     let pid = std::process::id();
-    let consumer: StreamConsumer = settings
-        .consumer_config()
-        .set("group.id", format!("loadtest-relay-{pid}"))
-        .set("auto.offset.reset", "earliest")
-        .set("enable.auto.commit", "false")
-        .create()?;
-    consumer.subscribe(&[topic])?;
-    let reader: StreamConsumer = settings
-        .consumer_config()
-        .set("group.id", format!("loadtest-relay-reader-{pid}"))
-        .set("auto.offset.reset", "earliest")
-        .set("enable.auto.commit", "false")
-        .create()?;
-    reader.subscribe(&[out_topic])?;
+    // A consumer of `topic` from its start, in a group of its own.
+    let from_start = |group: &str, topic: &str| -> anyhow::Result<StreamConsumer> {
+        let c: StreamConsumer = settings
+            .consumer_config()
+            .set("group.id", format!("{group}-{pid}"))
+            .set("auto.offset.reset", "earliest")
+            .set("enable.auto.commit", "false")
+            .create()?;
+        c.subscribe(&[topic])?;
+        Ok(c)
+    };
+    let consumer = from_start("loadtest-relay", topic)?;
+    let reader = from_start("loadtest-relay-reader", out_topic)?;
     let producer: FutureProducer = settings.producer_config().create()?;
     let read = Arc::new(AtomicU64::new(0));
     // Microseconds since `origin` of the last output read back.
