@@ -8,7 +8,7 @@
 set -euo pipefail
 
 need_apt=()
-for pkg in build-essential pkg-config python3 zlib1g-dev kcat curl ca-certificates chromium; do
+for pkg in build-essential pkg-config python3 zlib1g-dev libssl-dev kcat curl ca-certificates chromium; do
   dpkg -s "$pkg" >/dev/null 2>&1 || need_apt+=("$pkg")
 done
 # Node.js and npm from Debian only when none is installed (any node >= 18 will do).
