@@ -309,8 +309,9 @@ struct HubState {
     applied_any: bool,
     /// Seq of the last applied event.
     last_seq: u64,
-    /// Broker cut: the picture may be behind.
-    stale: bool,
+    /// Why the picture may be behind (broker cut, or the processor making
+    /// no progress); None when it is live.
+    stale: Option<StaleReason>,
     picture: Picture,
     /// The last `history_len` events, oldest first, for `since` replay.
     history: VecDeque<Logged>,
@@ -548,8 +549,8 @@ impl Hub {
     /// Adds a client; tells it at once if the picture is stale.
     pub fn register(&self, link: Arc<ClientLink>) {
         let mut st = lock(&self.state);
-        if st.stale {
-            link.push(status_frame(true, st.last_seq));
+        if let Some(reason) = st.stale {
+            link.push(status_frame(Some(reason), st.last_seq));
         }
         st.clients.insert(link.id, link);
     }
@@ -617,9 +618,9 @@ impl Hub {
         remove_subscriber(&mut lock(&self.state), channel, id);
     }
 
-    /// Marks the picture stale (broker cut) or fresh and tells every client.
-    /// Only changes are broadcast.
-    pub fn set_stale(&self, stale: bool) {
+    /// Marks the picture stale (with the reason) or live (None) and tells
+    /// every client when that changes.
+    pub fn set_stale(&self, stale: Option<StaleReason>) {
         let mut st = lock(&self.state);
         if st.stale == stale {
             return;
@@ -766,11 +767,37 @@ impl DecimalU64 {
     }
 }
 
-/// `{"op":"status","stale":..,"seq":..}`.
-pub fn status_frame(stale: bool, seq: u64) -> Utf8Bytes {
-    json!({"op": "status", "stale": stale, "seq": seq})
-        .to_string()
-        .into()
+/// Why a picture is stale, as the status frame's `reason` says it.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum StaleReason {
+    /// The gateway cannot reach the broker.
+    Broker,
+    /// The broker answers but the processor makes no progress: inputs wait
+    /// or outputs stay unacknowledged and none is handled.
+    Processor,
+}
+
+impl StaleReason {
+    /// The word in the status frame.
+    pub fn as_str(self) -> &'static str {
+        match self {
+            StaleReason::Broker => "broker",
+            StaleReason::Processor => "processor",
+        }
+    }
+}
+
+/// `{"op":"status","stale":true,"reason":"broker","seq":..}` while stale,
+/// `{"op":"status","stale":false,"seq":..}` when live again.
+pub fn status_frame(stale: Option<StaleReason>, seq: u64) -> Utf8Bytes {
+    match stale {
+        Some(reason) => {
+            json!({"op": "status", "stale": true, "reason": reason.as_str(), "seq": seq})
+        }
+        None => json!({"op": "status", "stale": false, "seq": seq}),
+    }
+    .to_string()
+    .into()
 }
 
 #[cfg(test)]

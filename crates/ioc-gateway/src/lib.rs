@@ -32,6 +32,7 @@ use tokio_util::sync::CancellationToken;
 use tokio_util::task::TaskTracker;
 
 pub use crate::channel::{Channel, ChannelError};
+pub use crate::hub::StaleReason;
 pub use crate::telemetry::{
     AUTH_FAILURES, EVENTS_PUBLISHED, HTTP_REQUESTS, WS_COALESCED, WS_CONNECTIONS, WS_MESSAGES_OUT,
     WS_REFUSED, WS_SLOW_DISCONNECTS,
@@ -249,10 +250,11 @@ impl Gateway {
         self.inner.ready.store(ready, Ordering::Relaxed);
     }
 
-    /// Broker cut (or recovered): every client gets
-    /// `{"op":"status","stale":..,"seq":N}`, and new clients get it on connect
-    /// while stale, so no screen shows a stale picture without saying so.
-    pub fn set_stale(&self, stale: bool) {
+    /// Picture stale for a reason (broker cut, processor stuck) or live
+    /// (None): every client gets `{"op":"status","stale":..,"reason":..,
+    /// "seq":N}` on a change, and new clients get it on connect while stale,
+    /// so no screen shows a stale picture without saying so.
+    pub fn set_stale(&self, stale: Option<StaleReason>) {
         self.inner.hub.set_stale(stale);
     }
 

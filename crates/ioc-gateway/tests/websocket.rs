@@ -7,7 +7,7 @@ use std::time::Duration;
 use common::*;
 use futures::{SinkExt, StreamExt};
 use ioc_gateway::auth::Role;
-use ioc_gateway::Heartbeat;
+use ioc_gateway::{Heartbeat, StaleReason};
 use ioc_model::EventBody;
 use serde_json::json;
 use tokio_tungstenite::tungstenite::Message;
@@ -559,16 +559,27 @@ async fn stale_status_reaches_every_client() {
     let mut ws = connect(srv.addr, &token(Role::Ioc, None)).await;
     send(&mut ws, json!({"op": "ping"})).await;
     assert_eq!(recv(&mut ws).await["op"], "pong"); // registered
-    srv.gw.set_stale(true);
+    srv.gw.set_stale(Some(StaleReason::Broker));
     assert_eq!(
         recv(&mut ws).await,
-        json!({"op": "status", "stale": true, "seq": 3})
+        json!({"op": "status", "stale": true, "reason": "broker", "seq": 3})
     );
-    // A client connecting during the cut is told at once.
+    // A client connecting during the cut is told at once, with the reason.
     let mut late = connect(srv.addr, &token(Role::Ioc, None)).await;
-    assert_eq!(recv(&mut late).await["stale"], true);
-    srv.gw.set_stale(false);
-    assert_eq!(recv(&mut ws).await["stale"], false);
+    let told = recv(&mut late).await;
+    assert_eq!(
+        (told["stale"].clone(), told["reason"].clone()),
+        (json!(true), json!("broker"))
+    );
+    // A change of reason is a change: every screen hears of it.
+    srv.gw.set_stale(Some(StaleReason::Processor));
+    assert_eq!(recv(&mut ws).await["reason"], "processor");
+    assert_eq!(recv(&mut late).await["reason"], "processor");
+    srv.gw.set_stale(None);
+    assert_eq!(
+        recv(&mut ws).await,
+        json!({"op": "status", "stale": false, "seq": 3})
+    );
     assert_eq!(recv(&mut late).await["stale"], false);
 }
 

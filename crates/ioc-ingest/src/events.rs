@@ -171,27 +171,58 @@ pub async fn run_events_reader(
         hooks.on_caught_up();
     }
 
-    // Broker liveness: a cheap metadata round trip every 2 s.
+    // Broker liveness: a cheap metadata round trip every 2 s, or events
+    // read since the last one. The probe is a client of its own, with its own
+    // reconnect backoff: events can flow again before it answers, and a
+    // screen must not read STALE over a live picture (the cause of the
+    // outage test's failures, issue 12). Events read count as an answer,
+    // both ways: the loop below clears the mark at once when one arrives.
+    let stale = Arc::new(std::sync::atomic::AtomicBool::new(false));
+    let read = Arc::new(std::sync::atomic::AtomicU64::new(0));
+    let set_stale = {
+        let (hooks, stale) = (Arc::clone(&hooks), Arc::clone(&stale));
+        move |now: bool, why: &'static str| {
+            if stale.swap(now, std::sync::atomic::Ordering::AcqRel) != now {
+                metrics::gauge!(metric::BROKER_STALE).set(if now { 1.0 } else { 0.0 });
+                tracing::warn!(stale = now, why, "broker reachability changed");
+                hooks.on_broker_stale(now);
+            }
+        }
+    };
     let watch = {
-        let (hooks, topic, shutdown) = (Arc::clone(&hooks), topic.clone(), shutdown.clone());
+        let (topic, shutdown, read, set_stale) = (
+            topic.clone(),
+            shutdown.clone(),
+            Arc::clone(&read),
+            set_stale.clone(),
+        );
         tokio::spawn(async move {
-            let mut stale = false;
+            let mut read_before = read.load(std::sync::atomic::Ordering::Relaxed);
             loop {
                 tokio::select! {
                     _ = shutdown.cancelled() => return,
                     _ = tokio::time::sleep(Duration::from_secs(2)) => {}
                 }
                 let (p, t) = (Arc::clone(&probe), topic.clone());
-                let ok = tokio::task::spawn_blocking(move || {
+                let answered = tokio::task::spawn_blocking(move || {
                     p.fetch_watermarks(&t, 0, Duration::from_secs(3)).is_ok()
                 })
                 .await
                 .unwrap_or(false);
-                if ok == stale {
-                    stale = !ok;
-                    metrics::gauge!(metric::BROKER_STALE).set(if stale { 1.0 } else { 0.0 });
-                    tracing::warn!(stale, "broker reachability changed");
-                    hooks.on_broker_stale(stale);
+                let read_now = read.load(std::sync::atomic::Ordering::Relaxed);
+                let flowed = read_now != read_before;
+                read_before = read_now;
+                if answered || flowed {
+                    set_stale(
+                        false,
+                        if answered {
+                            "probe answered"
+                        } else {
+                            "events flow"
+                        },
+                    );
+                } else {
+                    set_stale(true, "probe unanswered and no event read");
                 }
             }
         })
@@ -210,6 +241,10 @@ pub async fn run_events_reader(
                     }
                 };
                 let offset = msg.offset();
+                read.fetch_add(1, std::sync::atomic::Ordering::Relaxed);
+                if stale.load(std::sync::atomic::Ordering::Relaxed) {
+                    set_stale(false, "events flow");
+                }
                 let payload = msg.payload().unwrap_or_default();
                 match serde_json::from_slice::<OutputEvent>(payload) {
                     Ok(ev) => {

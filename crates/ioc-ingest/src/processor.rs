@@ -89,7 +89,18 @@ pub struct ProcessorStatus {
     /// Inputs whose outputs await the broker's acknowledgement, at the last
     /// check (every second).
     pub in_flight: AtomicU64,
+    /// True while the processor makes no progress with work waiting (inputs
+    /// behind, or outputs unacknowledged, and none handled) for
+    /// [`STALLED_AFTER_S`] seconds: the screens are then marked stale and
+    /// `/readyz` answers 503, whatever the broker's reachability.
+    pub stalled: AtomicBool,
 }
+
+/// Seconds without progress, with work waiting, after which the processor
+/// counts as stalled (screens stale, not ready). Long enough that a fetch
+/// round trip or a rejoin in progress does not flap it, short enough that a
+/// wall screen never reads LIVE over a picture frozen for long.
+pub const STALLED_AFTER_S: u32 = 5;
 
 /// Seconds a processor may go with the broker answering, inputs waiting
 /// (or nothing assigned) and none handled, nothing in flight, before it
@@ -269,22 +280,30 @@ fn spawn_lag_watch(
                     return;
                 }
             }
-            if let Some((lag, partitions)) = measured {
-                let handled = status.handled.load(Ordering::Relaxed);
-                idle_s = if lag > 0 && handled == handled_before {
-                    idle_s + 1
-                } else {
-                    0
-                };
-                handled_before = handled;
-                if idle_s == 10 {
+            // Work waiting: inputs behind (when it could be measured) or
+            // outputs awaiting acknowledgement.
+            let waiting = measured.is_some_and(|(lag, _)| lag > 0) || in_flight > 0;
+            idle_s = if waiting && handled == handled_before {
+                idle_s + 1
+            } else {
+                0
+            };
+            handled_before = handled;
+            let stalled_now = idle_s >= STALLED_AFTER_S;
+            if status.stalled.swap(stalled_now, Ordering::Relaxed) != stalled_now {
+                if stalled_now {
                     tracing::warn!(
-                        lag,
-                        partitions,
+                        idle_s,
+                        lag_over_assignment = ?measured,
+                        in_flight,
                         handled,
-                        "processor has inputs waiting and handled none for 10 s"
+                        "processor makes no progress with work waiting: screens marked stale"
                     );
+                } else {
+                    tracing::info!(handled, "processor progresses again");
                 }
+            }
+            if let Some((lag, partitions)) = measured {
                 metrics::gauge!(metric::CONSUMER_LAG).set(lag as f64);
                 status.lag.store(lag.max(0) as u64, Ordering::Relaxed);
                 if partitions > 0 && lag == 0 && !status.caught_up.swap(true, Ordering::Relaxed) {

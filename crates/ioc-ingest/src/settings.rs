@@ -26,6 +26,14 @@ impl Default for KafkaSettings {
     }
 }
 
+/// Defaults of every client. librdkafka backs off reconnecting to a broker
+/// exponentially up to `reconnect.backoff.max.ms`, 10 s by default: after an
+/// outage each client (processor consumer, producers, the events reader and
+/// its probe) found the broker again up to 10 s apart, and a call waited
+/// that long to reach the screens. 1 s keeps the retry of a cluster that is
+/// away to one connection attempt a second per client and broker.
+const COMMON_DEFAULTS: &[(&str, &str)] = &[("reconnect.backoff.max.ms", "1000")];
+
 impl KafkaSettings {
     /// Settings for a bootstrap address and nothing else.
     pub fn new(brokers: impl Into<String>) -> Self {
@@ -35,14 +43,10 @@ impl KafkaSettings {
         }
     }
 
-    /// A client config with the brokers and pass-through properties set.
+    /// A client config with the brokers, the defaults of every client and
+    /// the pass-through properties set.
     pub fn client_config(&self) -> ClientConfig {
-        let mut c = ClientConfig::new();
-        c.set("bootstrap.servers", &self.brokers);
-        for (k, v) in &self.properties {
-            c.set(k, v);
-        }
-        c
+        self.with_defaults(&[])
     }
 
     /// Our defaults first, then the configured properties, so an operator
@@ -50,7 +54,7 @@ impl KafkaSettings {
     fn with_defaults(&self, defaults: &[(&str, &str)]) -> ClientConfig {
         let mut c = ClientConfig::new();
         c.set("bootstrap.servers", &self.brokers);
-        for (k, v) in defaults {
+        for (k, v) in COMMON_DEFAULTS.iter().chain(defaults) {
             c.set(*k, *v);
         }
         for (k, v) in &self.properties {

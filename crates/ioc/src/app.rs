@@ -13,7 +13,7 @@ use anyhow::Context;
 use futures::future::BoxFuture;
 use futures::FutureExt;
 use ioc_engine::Engine;
-use ioc_gateway::{CommandSink, Gateway, GatewayConfig};
+use ioc_gateway::{CommandSink, Gateway, GatewayConfig, StaleReason};
 use ioc_ingest::{
     read_all_events, run_events_reader, run_processor, EventsReaderHooks, KafkaSettings,
     ProcessorConfig, ProcessorStatus,
@@ -101,10 +101,22 @@ struct GatewayFeed {
 }
 
 impl GatewayFeed {
+    /// Readiness and the screens' staleness from what the reader and the
+    /// processor report: a cut broker, or a processor that makes no progress
+    /// with work waiting, marks every screen stale and `/readyz` 503 (never
+    /// LIVE over a frozen picture).
     fn update_readiness(&self) {
+        let stale = if self.broker_stale.load(Ordering::Relaxed) {
+            Some(StaleReason::Broker)
+        } else if self.processor.stalled.load(Ordering::Relaxed) {
+            Some(StaleReason::Processor)
+        } else {
+            None
+        };
+        self.gateway.set_stale(stale);
         let ready = self.reader_caught_up.load(Ordering::Relaxed)
             && self.processor.caught_up.load(Ordering::Relaxed)
-            && !self.broker_stale.load(Ordering::Relaxed);
+            && stale.is_none();
         self.gateway.set_ready(ready);
     }
 }
@@ -126,7 +138,6 @@ impl EventsReaderHooks for GatewayFeed {
     }
     fn on_broker_stale(&self, stale: bool) {
         self.broker_stale.store(stale, Ordering::Relaxed);
-        self.gateway.set_stale(stale);
         self.update_readiness();
     }
 }
