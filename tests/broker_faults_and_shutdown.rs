@@ -3,8 +3,9 @@
 //! * the broker goes away for 30 s: screens keep the last picture marked
 //!   stale, the system reconnects, catches up and loses nothing;
 //! * the dead-letter topic is unavailable: the processor stops committing
-//!   (and stops) rather than skip the bad message; once the topic is back a
-//!   restarted processor dead-letters it;
+//!   rather than skip the bad message, aborts and rebuilds its session
+//!   (screens stale, not ready) for as long as it lasts; once the topic is
+//!   back it dead-letters the message, once, without a restart;
 //! * SIGTERM: in-flight work finished, offsets committed, websockets closed
 //!   with a reason, exit 0.
 
@@ -168,7 +169,7 @@ async fn broker_outage_marks_screens_stale_and_loses_nothing() -> anyhow::Result
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn an_unavailable_dlq_stops_commits_instead_of_skipping() -> anyhow::Result<()> {
-    // Deliveries give up after 3 s instead of 2 minutes.
+    // Deliveries give up after 3 s instead of a minute.
     let tune = |c: &mut ioc::config::Config| {
         c.kafka
             .properties
@@ -184,6 +185,8 @@ async fn an_unavailable_dlq_stops_commits_instead_of_skipping() -> anyhow::Resul
     let base = sys.http();
     let wait = Duration::from_secs(30);
     let parts = [(topics.calls.as_str(), 3)];
+    let status = &sys.system.processor;
+    let rebuilds = || status.rejoins.load(std::sync::atomic::Ordering::Relaxed);
 
     produce(&p, &topics.calls, "ok-1", &call("ok-1", 16.05, 108.20)).await?;
     eventually(wait, "the first incident", || async {
@@ -191,7 +194,6 @@ async fn an_unavailable_dlq_stops_commits_instead_of_skipping() -> anyhow::Resul
         ids.contains(&"inc-ok-1".to_string()).then_some(())
     })
     .await?;
-    // Let the auto-commit store what was handled.
     eventually(wait, "first offsets committed", || async {
         let c = committed_offsets(&brokers, &group, &parts).ok()?;
         (c.values().sum::<i64>() == 1).then_some(())
@@ -200,43 +202,57 @@ async fn an_unavailable_dlq_stops_commits_instead_of_skipping() -> anyhow::Resul
 
     sys.broker.fail_topic(&topics.dlq)?;
     produce(&p, &topics.calls, "bad", b"{not json").await?;
-    // The dead letter cannot be delivered: the processor stops.
-    tokio::time::timeout(Duration::from_secs(60), sys.system.fatal.cancelled())
-        .await
-        .context("the processor kept going past an undeliverable dead letter")?;
+    // The dead letter cannot be delivered: the transaction is aborted and
+    // the session rebuilt, again and again, never past the bad message.
+    eventually(Duration::from_secs(60), "a session rebuilt", || async {
+        (rebuilds() >= 2).then_some(())
+    })
+    .await
+    .context(
+        "the processor did not give up the transaction holding the undeliverable dead letter",
+    )?;
+    assert!(
+        !sys.system.fatal.is_cancelled(),
+        "the processor must not stop"
+    );
     let committed = committed_offsets(&brokers, &group, &parts)?;
     assert_eq!(
         committed.values().sum::<i64>(),
         1,
         "the bad message's offset was not committed: {committed:?}"
     );
-    sys.system.shutdown(Duration::from_secs(20)).await?;
+    let ready = http.get(format!("{base}/readyz")).send().await?.status();
+    assert_eq!(
+        ready.as_u16(),
+        503,
+        "not ready while inputs cannot be handled"
+    );
 
-    // The topic is back; a new processor of the same group picks the bad
-    // message up again and this time dead-letters it.
+    // The topic is back: the same processor dead-letters the message, once.
     sys.broker.heal_topic(&topics.dlq)?;
-    let config = sys.config.clone();
-    let again = ioc::app::start(
-        &config,
-        ioc::app::StartOptions {
-            jwt_secret: ioc_integration_tests::SECRET.into(),
-            simulate: false,
-        },
-    )
-    .await?;
     let letters = eventually(Duration::from_secs(60), "the dead letter", || async {
         let all = read_topic(&brokers, &topics.dlq).ok()?;
         (!all.is_empty()).then_some(all)
     })
     .await?;
-    assert_eq!(letters.len(), 1);
-    assert_eq!(letters[0]["key"], "bad");
     eventually(wait, "all offsets committed", || async {
         let c = committed_offsets(&brokers, &group, &parts).ok()?;
         (c.values().sum::<i64>() == 2).then_some(())
     })
     .await?;
-    again.shutdown(Duration::from_secs(20)).await?;
+    // The aborted attempts left nothing a reader sees: one dead letter.
+    let letters_now = read_topic(&brokers, &topics.dlq)?;
+    assert_eq!(letters_now.len(), 1, "one dead letter: {letters:?}");
+    assert_eq!(letters_now[0]["key"], "bad");
+    let opened = read_topic(&brokers, &topics.events)?
+        .iter()
+        .filter(|e| e["type"] == "incident.opened")
+        .count();
+    assert_eq!(
+        opened, 1,
+        "the good call opened one incident, whatever was redone"
+    );
+    sys.system.shutdown(Duration::from_secs(20)).await?;
     Ok(())
 }
 

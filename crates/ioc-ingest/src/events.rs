@@ -35,13 +35,38 @@ pub trait EventsReaderHooks: Send + Sync + 'static {
     fn on_broker_stale(&self, stale: bool);
 }
 
+/// Context of the readers: librdkafka also raises each end of partition as
+/// an error event, which the default context logs as an error; here it is
+/// what the reader waits for, not a fault.
+pub struct ReaderContext;
+
+impl rdkafka::ClientContext for ReaderContext {
+    fn error(&self, error: rdkafka::error::KafkaError, reason: &str) {
+        match error {
+            rdkafka::error::KafkaError::PartitionEOF(_)
+            | rdkafka::error::KafkaError::Global(rdkafka::types::RDKafkaErrorCode::PartitionEOF) => {
+                tracing::trace!(reason, "end of partition")
+            }
+            e => tracing::error!(error = %e, reason, "kafka client error"),
+        }
+    }
+}
+
+impl rdkafka::consumer::ConsumerContext for ReaderContext {}
+
 fn reader_config(kafka: &KafkaSettings) -> rdkafka::ClientConfig {
     let mut c = kafka.consumer_config();
     // No group membership: the reader assigns partitions itself and never
     // commits; a group id is still required by librdkafka's consumer.
+    // Committed events only: an aborted transaction's events are re-emitted
+    // by the next owner with the same seqs. The end of the partition is
+    // told by the fetches (partition EOF), not by ListOffsets, which a
+    // broker may under-report (Tansu 0.6 does after a multi-record write).
     c.set("group.id", "ioc-events-reader")
         .set("enable.auto.commit", "false")
-        .set("enable.auto.offset.store", "false");
+        .set("enable.auto.offset.store", "false")
+        .set("isolation.level", "read_committed")
+        .set("enable.partition.eof", "true");
     c
 }
 
@@ -98,24 +123,30 @@ impl RecoveredLog {
     }
 }
 
-/// Reads the whole output log (partition 0) as it is now. Blocking: call it
-/// from `spawn_blocking` or before the runtime is busy.
+/// Reads the whole output log (partition 0) as committed now, to the end
+/// that the fetches report (partition EOF). Blocking: call it from
+/// `spawn_blocking` or before the runtime is busy. The processor calls it
+/// after `init_transactions` fenced every other writer, so the end it reads
+/// to is final.
 pub fn read_all_events(kafka: &KafkaSettings, topic: &str) -> Result<RecoveredLog, IngestError> {
-    let consumer: BaseConsumer = reader_config(kafka).create()?;
+    let consumer: BaseConsumer<ReaderContext> =
+        reader_config(kafka).create_with_context(ReaderContext)?;
+    // A size hint only: whatever ListOffsets says, the fetches decide.
     let (low, high) = consumer.fetch_watermarks(topic, 0, Duration::from_secs(30))?;
     let mut records = Vec::with_capacity(usize::try_from(high - low).unwrap_or(0));
-    if high <= low {
-        return Ok(RecoveredLog::default());
-    }
     let mut tpl = TopicPartitionList::new();
-    tpl.add_partition_offset(topic, 0, Offset::Offset(low))?;
+    tpl.add_partition_offset(topic, 0, Offset::Beginning)?;
     consumer.assign(&tpl)?;
     let deadline = std::time::Instant::now() + Duration::from_secs(300);
     while std::time::Instant::now() < deadline {
-        let Some(msg) = consumer.poll(Duration::from_millis(500)) else {
-            continue;
+        let msg = match consumer.poll(Duration::from_millis(500)) {
+            None => continue,
+            Some(Err(rdkafka::error::KafkaError::PartitionEOF(_))) => {
+                return Ok(RecoveredLog::from_records(records));
+            }
+            Some(Err(e)) => return Err(e.into()),
+            Some(Ok(msg)) => msg,
         };
-        let msg = msg?;
         let offset = msg.offset();
         let ev: OutputEvent = serde_json::from_slice(msg.payload().unwrap_or_default())
             .map_err(|e| IngestError::CorruptLog(format!("{topic} offset {offset}: {e}")))?;
@@ -136,12 +167,10 @@ pub fn read_all_events(kafka: &KafkaSettings, topic: &str) -> Result<RecoveredLo
             }
         }
         records.push((ev, cause, batch_end));
-        if offset + 1 >= high {
-            return Ok(RecoveredLog::from_records(records));
-        }
     }
     Err(IngestError::CorruptLog(format!(
-        "timed out reading {topic} up to offset {high}"
+        "timed out reading {topic} to its end ({} events read, {high} reported)",
+        records.len()
     )))
 }
 
@@ -152,24 +181,19 @@ pub async fn run_events_reader(
     hooks: Arc<dyn EventsReaderHooks>,
     shutdown: CancellationToken,
 ) -> Result<(), IngestError> {
-    let consumer: StreamConsumer = reader_config(&kafka).create()?;
-    let probe: Arc<BaseConsumer> = Arc::new(reader_config(&kafka).create()?);
-    let high_at_start = {
-        let (probe, topic) = (Arc::clone(&probe), topic.clone());
-        tokio::task::spawn_blocking(move || {
-            probe.fetch_watermarks(&topic, 0, Duration::from_secs(30))
-        })
-        .await
-        .map_err(|e| IngestError::Embedded(e.to_string()))??
-        .1
-    };
+    let consumer: StreamConsumer<ReaderContext> =
+        reader_config(&kafka).create_with_context(ReaderContext)?;
+    // The probe reads nothing: no end-of-partition events for it.
+    let probe: Arc<BaseConsumer> = Arc::new(
+        reader_config(&kafka)
+            .set("enable.partition.eof", "false")
+            .create()?,
+    );
     let mut tpl = TopicPartitionList::new();
     tpl.add_partition_offset(&topic, 0, Offset::Beginning)?;
     consumer.assign(&tpl)?;
-    let mut caught_up = high_at_start == 0;
-    if caught_up {
-        hooks.on_caught_up();
-    }
+    // Caught up at the first end of the partition the fetches report.
+    let mut caught_up = false;
 
     // Broker liveness: a cheap metadata round trip every 2 s, or events
     // read since the last one. The probe is a client of its own, with its own
@@ -235,6 +259,13 @@ pub async fn run_events_reader(
             msg = consumer.recv() => {
                 let msg = match msg {
                     Ok(m) => m,
+                    Err(rdkafka::error::KafkaError::PartitionEOF(_)) => {
+                        if !caught_up {
+                            caught_up = true;
+                            hooks.on_caught_up();
+                        }
+                        continue;
+                    }
                     Err(e) => {
                         tracing::warn!(error = %e, "events reader error");
                         continue;
@@ -256,10 +287,6 @@ pub async fn run_events_reader(
                         }
                     }
                     Err(e) => tracing::error!(offset, error = %e, "unreadable event in the output log, skipped"),
-                }
-                if !caught_up && offset + 1 >= high_at_start {
-                    caught_up = true;
-                    hooks.on_caught_up();
                 }
             }
         }

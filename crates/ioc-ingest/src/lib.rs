@@ -2,15 +2,18 @@
 //! loop (decode → validate → engine → `ioc.events` / `ioc.dlq` → offsets),
 //! and the reader of `ioc.events` that feeds the push gateway.
 //!
-//! Delivery semantics: at-least-once from Kafka. An input's offset is stored
-//! only after every output it caused (events or its dead letter) has been
-//! acknowledged by the broker, strictly in input order; librdkafka commits
-//! stored offsets. Redelivered inputs are deduplicated by the engine.
+//! Delivery semantics: exactly once into the output log. An input's outputs
+//! (events or its dead letter) and its offset are committed in one Kafka
+//! transaction by the one processor that holds the output log's lease
+//! ([`ownership`]); readers see committed outputs only. An aborted
+//! transaction's inputs are consumed again and re-emit the same events.
 
 mod acks;
 mod embedded;
 mod events;
+mod health;
 pub mod metrics_names;
+pub mod ownership;
 mod processor;
 mod settings;
 
@@ -20,7 +23,9 @@ pub use crate::events::{
     CAUSE_HEADER,
 };
 
-pub use crate::processor::{run_processor, ProcessorConfig, ProcessorStatus};
+pub use crate::processor::{
+    run_processor, ProcessorConfig, ProcessorStatus, Restore, STALLED_AFTER_S,
+};
 pub use crate::settings::KafkaSettings;
 
 /// Errors of the Kafka adapters.
@@ -34,4 +39,6 @@ pub enum IngestError {
     Delivery { topic: String, reason: String },
     #[error("corrupt output log: {0}")]
     CorruptLog(String),
+    #[error("cannot start a thread: {0}")]
+    Thread(#[from] std::io::Error),
 }

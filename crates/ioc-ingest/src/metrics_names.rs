@@ -30,6 +30,72 @@ pub const EVENTS_READ: &str = "ioc_events_read_total";
 pub const BROKER_STALE: &str = "ioc_broker_stale";
 /// Messages not yet consumed by the processor, summed over its assignment.
 pub const CONSUMER_LAG: &str = "ioc_consumer_lag";
-/// Times the processor left and rejoined its consumer group because its
-/// consumer stalled (inputs waiting, none delivered, nothing in flight).
+/// Processor sessions rebuilt from the output log (its consumer stalled,
+/// a delivery or a commit failed): the open transaction aborted, fresh
+/// consumer and producer.
 pub const CONSUMER_REJOINS: &str = "ioc_consumer_rejoins_total";
+/// Transactions committed by this processor (outputs and input offsets).
+pub const TRANSACTIONS: &str = "ioc_processor_transactions_total";
+/// Times this processor was fenced by a newer owner of the output log.
+pub const FENCED: &str = "ioc_processor_fenced_total";
+/// 1 while this processor owns the output log, 0 on standby.
+pub const OWNER: &str = "ioc_processor_owner";
+
+/// Registers the HELP text of every metric above with whatever recorder is
+/// installed.
+pub fn describe() {
+    use metrics::{describe_counter, describe_gauge, describe_histogram};
+    describe_counter!(
+        INGEST_MESSAGES,
+        "input messages handled, by topic kind and outcome (ok, dlq)"
+    );
+    describe_counter!(
+        DLQ_MESSAGES,
+        "dead letters produced, by topic kind of the input"
+    );
+    describe_counter!(EVENTS_PRODUCED, "output events produced to the output log");
+    describe_histogram!(
+        ENGINE_APPLY_SECONDS,
+        "seconds spent applying one input to the engine"
+    );
+    describe_counter!(
+        PRODUCE_ERRORS,
+        "deliveries that failed (the open transaction is aborted)"
+    );
+    describe_gauge!(
+        LAST_SEQ,
+        "seq of the last output event produced by this processor"
+    );
+    describe_counter!(DUPLICATES, "inputs ignored as redeliveries");
+    describe_gauge!(SEEN_IDS, "dedupe ids the engine remembers now");
+    describe_counter!(RECOMMENDATIONS, "dispatch recommendations emitted");
+    describe_counter!(
+        OFFSETS_STORED,
+        "inputs fully handled: their transaction committed"
+    );
+    describe_counter!(
+        EVENTS_READ,
+        "events read from the output log by the gateway feed"
+    );
+    describe_gauge!(
+        BROKER_STALE,
+        "1 while the broker is unreachable from the events reader"
+    );
+    describe_gauge!(
+        CONSUMER_LAG,
+        "input messages not yet consumed, over the processor's assignment"
+    );
+    describe_counter!(
+        CONSUMER_REJOINS,
+        "processor sessions rebuilt from the output log (stall, failed delivery or commit)"
+    );
+    describe_counter!(TRANSACTIONS, "transactions committed by this processor");
+    describe_counter!(
+        FENCED,
+        "times this processor was fenced by a newer owner of the output log"
+    );
+    describe_gauge!(
+        OWNER,
+        "1 while this processor owns the output log, 0 on standby"
+    );
+}

@@ -1,19 +1,36 @@
-//! The ingest loop: one task owns the engine (one writer of state, one
-//! order); a finalizer task acknowledges inputs in order.
+//! The processor: one engine, one writer of the output log, inputs and
+//! outputs in Kafka transactions.
 //!
-//! For each input message: decode and validate it; apply it to the engine;
-//! produce the output events to `ioc.events` (or a dead letter with the
-//! reason to `ioc.dlq`) under the input's ticket (see [`crate::acks`]). The
-//! producer's delivery callback counts acknowledgements per ticket; the loop
-//! stores the offsets of the longest prefix of inputs whose outputs are all
-//! acknowledged, in input order, so a crash can redeliver but never skip. If
-//! a delivery fails (the DLQ or the events topic is unavailable past the
-//! producer's timeout) offsets stop at that input and the processor stops
-//! with an error: it stops committing rather than skipping.
+//! # States
 //!
-//! Shutdown (cancel): stop fetching, flush the producer (every in-flight
-//! delivery acknowledged), store the last offsets, commit synchronously,
-//! return.
+//! *Standby*: a member of the group `group_id` (see [`crate::ownership`])
+//! without the output partition. It reads nothing and writes nothing.
+//!
+//! *Owner*: assigned the output partition. A session starts:
+//! 1. a transactional producer (`transactional.id`, stable across restarts)
+//!    runs `init_transactions`, which fences every earlier producer of the
+//!    id: a paused predecessor that wakes up has its writes refused and its
+//!    open transaction aborted;
+//! 2. the engine is restored from `ioc.events` as committed, read to the
+//!    end its fetches report ([`crate::read_all_events`]): after step 1
+//!    nobody else can append, so that end is final, and no `seq` in the log
+//!    is ever issued again;
+//! 3. the inputs are assigned by hand, every partition, from the offsets
+//!    the group committed (no join of their own, so no rebalance wait);
+//! 4. the loop: each input is decoded and applied, its events (or its dead
+//!    letter) are produced inside the open transaction; every
+//!    `commit_interval` the offsets of the inputs handled are sent to the
+//!    transaction and it commits — outputs and offsets become visible
+//!    together, or not at all.
+//!
+//! A session ends on shutdown (the open transaction committed), when the
+//! lease is lost or the producer is fenced (open transaction aborted, back
+//! to standby), or when it must be rebuilt (a delivery or commit failed, the
+//! consumer stalled: the transaction is aborted and a new session restores
+//! from the log). Readers of `ioc.events` use `isolation.level =
+//! read_committed`, so aborted outputs are never seen: an input whose
+//! transaction aborted is consumed again and re-emits its events with the
+//! same seqs.
 
 use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
 use std::sync::Arc;
@@ -22,47 +39,62 @@ use std::time::{Duration, Instant};
 use base64::Engine as _;
 use ioc_engine::Engine;
 use ioc_model::{decode_input, DeadLetter, OutputEvent, Timestamp, Topics};
-use rdkafka::consumer::{CommitMode, Consumer, StreamConsumer};
+use rdkafka::consumer::{CommitMode, Consumer, ConsumerGroupMetadata, StreamConsumer};
 use rdkafka::error::KafkaError;
-use rdkafka::message::{Header, Message, OwnedHeaders};
+use rdkafka::message::{BorrowedMessage, Header, Message, OwnedHeaders};
 use rdkafka::producer::{BaseRecord, Producer, ThreadedProducer};
 use rdkafka::types::RDKafkaErrorCode;
-use rdkafka::util::Timeout;
 use rdkafka::{Offset, TopicPartitionList};
 use tokio_util::sync::CancellationToken;
 
 use crate::acks::{AckContext, InputOffset, SharedTracker};
+use crate::events::RecoveredLog;
+use crate::health::spawn_lag_watch;
 use crate::metrics_names as metric;
+use crate::ownership::{Lease, LeaseConsumer};
 use crate::{IngestError, KafkaSettings};
+
+pub use crate::health::STALLED_AFTER_S;
 
 /// Processor settings.
 #[derive(Debug, Clone)]
 pub struct ProcessorConfig {
     pub kafka: KafkaSettings,
     pub topics: Topics,
-    /// Consumer group of the processors.
+    /// Consumer group of the processors: holds the output log's lease and
+    /// the committed offsets of the inputs.
     pub group_id: String,
-    /// Inputs whose outputs may be in flight at once (bounds memory and the
-    /// redelivery window after a crash).
+    /// Inputs handled in one transaction at most (bounds memory, the work
+    /// redone after an abort, and the commit's size).
     pub max_in_flight: usize,
     /// How often the engine's clock is advanced from the wall clock, so
     /// deadlines fire when no input flows.
     pub tick_interval: Duration,
-    /// Consumer group session timeout: how long a crashed processor holds
-    /// its partitions before the group hands them to another.
+    /// Group session timeout: how long a crashed or paused owner holds the
+    /// lease before a standby gets it.
     pub session_timeout_ms: u64,
+    /// How often the open transaction commits: what the screens wait at
+    /// most, beyond the work itself, for an input's events (readers see
+    /// committed events only).
+    pub commit_interval: Duration,
+    /// The producer's `transactional.id`: the same for every processor of
+    /// the deployment, so that a new owner fences the old one.
+    pub transactional_id: String,
 }
 
 impl ProcessorConfig {
     /// Defaults for a cluster and topic set.
     pub fn new(kafka: KafkaSettings, topics: Topics) -> Self {
+        let transactional_id = format!("ioc-processor.{}.0", topics.events);
         Self {
             kafka,
             topics,
             group_id: "ioc-processor".into(),
             max_in_flight: 4096,
             tick_interval: Duration::from_secs(1),
-            session_timeout_ms: 10_000,
+            session_timeout_ms: 6_000,
+            commit_interval: Duration::from_millis(5),
+            transactional_id,
         }
     }
 }
@@ -70,22 +102,27 @@ impl ProcessorConfig {
 /// Live status, shared with health endpoints and tests.
 #[derive(Debug, Default)]
 pub struct ProcessorStatus {
-    /// True once the consumer got its first assignment or message.
+    /// True once the processor owned the output log and started a session.
     pub running: AtomicBool,
+    /// True while this processor owns the output log (false on standby).
+    pub owner: AtomicBool,
     /// Seq of the last event produced.
     pub last_seq: AtomicU64,
-    /// Inputs fully handled (offset stored).
+    /// Inputs fully handled (their transaction committed).
     pub handled: AtomicU64,
     /// Inputs dead-lettered.
     pub dead_lettered: AtomicU64,
-    /// True once, after an assignment, the consumer's position reached the
-    /// end of every assigned partition (lag 0): the picture is current.
+    /// True once, in a session, the consumer's position reached the end of
+    /// every input partition (lag 0): the picture is current. False on
+    /// standby.
     pub caught_up: AtomicBool,
     /// Messages between the consumer's position and the partitions' ends,
     /// summed over the assignment, at the last check.
     pub lag: AtomicU64,
-    /// Times the consumer was replaced because it stalled.
+    /// Sessions rebuilt (consumer stalled, a delivery or commit failed).
     pub rejoins: AtomicU64,
+    /// Times this processor found itself fenced by a newer owner.
+    pub fenced: AtomicU64,
     /// Inputs whose outputs await the broker's acknowledgement, at the last
     /// check (every second).
     pub in_flight: AtomicU64,
@@ -96,230 +133,765 @@ pub struct ProcessorStatus {
     pub stalled: AtomicBool,
 }
 
-/// Seconds without progress, with work waiting, after which the processor
-/// counts as stalled (screens stale, not ready). Long enough that a fetch
-/// round trip or a rejoin in progress does not flap it, short enough that a
-/// wall screen never reads LIVE over a picture frozen for long.
-pub const STALLED_AFTER_S: u32 = 5;
+/// Builds the engine from the output log as recovered (the binary knows
+/// the engine's configuration and zones).
+pub type Restore = Arc<dyn Fn(&RecoveredLog) -> Engine + Send + Sync>;
 
-/// Seconds a processor may go with the broker answering, inputs waiting
-/// (or nothing assigned) and none handled, nothing in flight, before it
-/// leaves and rejoins its group.
-const STALL_REJOIN_S: u32 = 30;
+/// The processor's consumer of its inputs: assigned by hand, never
+/// committing by itself (offsets go into the transactions).
+pub type InputConsumer = StreamConsumer;
 
-/// The stall watch: librdkafka's consumer has been seen, rarely, to stay
-/// stuck after the whole cluster was away (no assignment after the rejoin,
-/// or a fetcher that never resumes; librdkafka issues 1546, 2164, 3082),
-/// while the broker answers and inputs wait: a processor that would then
-/// never handle another input. Counted here, acted on by the lag watch.
-#[derive(Debug, Default)]
-struct StallWatch {
-    /// Seconds in a row that looked stalled.
-    stalled_s: u32,
-    handled: u64,
+/// The processor's producer: transactional, delivery reports counted per
+/// input ticket (in-flight counts and failed deliveries).
+type TxnProducer = ThreadedProducer<AckContext>;
+
+/// How long a transactional call (init, offsets, commit, abort) may take.
+const TXN_TIMEOUT: Duration = Duration::from_secs(30);
+
+/// How a session ended.
+#[derive(Debug)]
+enum Ended {
+    /// Shutdown: the open transaction was committed.
+    Shutdown,
+    /// The group moved the lease elsewhere.
+    LeaseLost,
+    /// A newer owner fenced this producer.
+    Fenced(String),
+    /// Something failed that a fresh session repairs.
+    Rebuild(String),
 }
 
-impl StallWatch {
-    /// One second's check: inputs handled so far, inputs in flight, the lag
-    /// over the assignment with the number of assigned partitions (None when
-    /// it could not be measured), and whether the broker answered at all (an
-    /// outage is not a stall). True when it has looked stalled for `after_s`
-    /// seconds in a row (and counting starts again).
-    fn step(
-        &mut self,
-        handled: u64,
-        in_flight: usize,
-        measured: Option<(i64, usize)>,
-        reachable: bool,
-        after_s: u32,
-    ) -> bool {
-        let progressed = handled != self.handled;
-        self.handled = handled;
-        let looks_stalled = !progressed
-            && in_flight == 0
-            && match measured {
-                Some((lag, partitions)) => lag > 0 || partitions == 0,
-                // The broker answers but the consumer's group does not.
-                None => reachable,
-            };
-        self.stalled_s = if looks_stalled { self.stalled_s + 1 } else { 0 };
-        if self.stalled_s >= after_s {
-            self.stalled_s = 0;
-            true
-        } else {
-            false
-        }
-    }
-}
-
-/// Messages waiting for the whole group over every partition of `topics`
-/// (committed offset, or the beginning, to the end); None if the broker
-/// or the group coordinator does not answer.
-fn group_lag(c: &StreamConsumer, topics: &[&str]) -> Option<i64> {
-    let metadata = c.fetch_metadata(None, Duration::from_secs(2)).ok()?;
-    let mut all = rdkafka::TopicPartitionList::new();
-    for t in metadata
-        .topics()
-        .iter()
-        .filter(|t| topics.contains(&t.name()))
-    {
-        for p in t.partitions() {
-            all.add_partition(t.name(), p.id());
-        }
-    }
-    let committed = c.committed_offsets(all, Duration::from_secs(2)).ok()?;
-    lag_over(c, &committed, None)
-}
-
-/// Messages from each partition's offset in `at` to its end, summed. A
-/// partition without an offset (nothing consumed since the assignment, or
-/// nothing committed) counts from its offset in `fallback`, else from the
-/// beginning. None if a watermark cannot be read.
-fn lag_over(
-    c: &StreamConsumer,
-    at: &rdkafka::TopicPartitionList,
-    fallback: Option<&rdkafka::TopicPartitionList>,
-) -> Option<i64> {
-    let mut lag = 0i64;
-    for p in at.elements() {
-        let (low, high) = c
-            .fetch_watermarks(p.topic(), p.partition(), Duration::from_secs(1))
-            .ok()?;
-        let from = match p.offset() {
-            rdkafka::Offset::Offset(o) => o,
-            _ => match fallback
-                .and_then(|f| f.find_partition(p.topic(), p.partition()))
-                .map(|e| e.offset())
-            {
-                Some(rdkafka::Offset::Offset(o)) => o,
-                _ => low,
-            },
-        };
-        lag += (high - from).max(0);
-    }
-    Some(lag)
-}
-
-/// Every second: the consumer's lag over its assignment, as a metric and
-/// as the processor's "caught up" readiness.
-fn spawn_lag_watch(
-    consumer: Arc<StreamConsumer>,
+/// Runs the processor until `shutdown` is cancelled or a fatal error: on
+/// standby while another process owns the output log, an owner otherwise.
+pub async fn run_processor(
+    config: ProcessorConfig,
+    restore: Restore,
     status: Arc<ProcessorStatus>,
-    acks: Arc<SharedTracker>,
-    inputs: Vec<String>,
-    stalled: Arc<tokio::sync::Notify>,
     shutdown: CancellationToken,
-) -> tokio::task::JoinHandle<()> {
-    tokio::spawn(async move {
-        // Seconds with inputs waiting and none handled (a stuck consumer
-        // shows here first: issue notes on the broker-outage test).
-        let (mut idle_s, mut handled_before) = (0u32, 0u64);
-        let mut stall = StallWatch::default();
-        loop {
+) -> Result<(), IngestError> {
+    let lease_token = CancellationToken::new();
+    let (lease, lease_consumer) = crate::ownership::join(
+        config
+            .kafka
+            .consumer_config()
+            .set("group.id", &config.group_id)
+            .set("session.timeout.ms", config.session_timeout_ms.to_string())
+            .set(
+                "heartbeat.interval.ms",
+                heartbeat_ms(config.session_timeout_ms).to_string(),
+            )
+            .clone(),
+        &config.topics.events,
+        lease_token.clone(),
+    )?;
+    let _leave = lease_token.drop_guard();
+    tracing::info!(group = %config.group_id, transactional_id = %config.transactional_id, "processor started: waiting for the output log's lease");
+    let meters = Meters::new();
+    let rebuilds = metrics::counter!(metric::CONSUMER_REJOINS);
+    let fenced = metrics::counter!(metric::FENCED);
+    let owner_gauge = metrics::gauge!(metric::OWNER);
+    // The lease term a fenced session saw: the next session waits for the
+    // group to say something newer, so a woken predecessor does not fence
+    // the owner that fenced it.
+    let mut fenced_in_term: Option<u64> = None;
+    loop {
+        let ready = lease.owned() && fenced_in_term.is_none_or(|t| t != lease.term());
+        if !ready {
+            status.owner.store(false, Ordering::Relaxed);
+            owner_gauge.set(0.0);
             tokio::select! {
-                _ = shutdown.cancelled() => return,
-                _ = tokio::time::sleep(Duration::from_secs(1)) => {}
+                _ = shutdown.cancelled() => return Ok(()),
+                _ = lease.changed(Duration::from_secs(1)) => continue,
             }
-            let c = Arc::clone(&consumer);
-            let measured = tokio::task::spawn_blocking(move || -> Option<(i64, usize)> {
-                let positions = c.position().ok()?;
-                // A partition nothing has been consumed from since the
-                // assignment has no position yet: it starts at the group's
-                // committed offset, or at the beginning when there is none.
-                let committed = c
-                    .committed_offsets(positions.clone(), Duration::from_secs(1))
-                    .ok()?;
-                let lag = lag_over(&c, &positions, Some(&committed))?;
-                Some((lag, positions.count()))
-            })
-            .await
-            .ok()
-            .flatten();
-            let (handled, in_flight) = (
-                status.handled.load(Ordering::Relaxed),
-                acks.lock().in_flight(),
-            );
-            status.in_flight.store(in_flight as u64, Ordering::Relaxed);
-            // The broker answering though the consumer's own view could
-            // not be measured: its group layer is stuck, not the cluster.
-            let reachable = measured.is_some() || {
-                let (c, topic) = (Arc::clone(&consumer), inputs.first().cloned());
-                tokio::task::spawn_blocking(move || {
-                    c.fetch_metadata(topic.as_deref(), Duration::from_secs(1))
-                        .is_ok()
-                })
-                .await
-                .unwrap_or(false)
-            };
-            if stall.step(handled, in_flight, measured, reachable, STALL_REJOIN_S) {
-                // Nothing assigned (a quiet group with more members than
-                // partitions, or a join in progress) is a stall only if the
-                // group is known to have inputs waiting.
-                let nothing_assigned = measured == Some((0, 0));
-                let waiting = if nothing_assigned {
-                    let (c, topics) = (Arc::clone(&consumer), inputs.clone());
-                    tokio::task::spawn_blocking(move || {
-                        let names: Vec<&str> = topics.iter().map(String::as_str).collect();
-                        group_lag(&c, &names)
-                    })
-                    .await
-                    .ok()
-                    .flatten()
-                } else {
-                    None
-                };
-                if !nothing_assigned || waiting.is_some_and(|n| n > 0) {
-                    tracing::error!(
-                        stalled_s = STALL_REJOIN_S,
-                        lag_over_assignment = ?measured,
-                        group_lag = ?waiting,
-                        handled,
-                        "consumer stalled with the broker answering and inputs waiting: replacing it"
-                    );
-                    stalled.notify_one();
-                    return;
-                }
+        }
+        fenced_in_term = None;
+        status.owner.store(true, Ordering::Relaxed);
+        owner_gauge.set(1.0);
+        let term = lease.term();
+        let ended = run_owned(
+            &config,
+            &restore,
+            &status,
+            &lease,
+            &lease_consumer,
+            &meters,
+            &shutdown,
+        )
+        .await;
+        status.caught_up.store(false, Ordering::Relaxed);
+        status.stalled.store(false, Ordering::Relaxed);
+        match ended? {
+            Ended::Shutdown => return Ok(()),
+            Ended::LeaseLost => {
+                tracing::warn!("the output log's lease moved to another processor: standing by");
             }
-            // Work waiting: inputs behind (when it could be measured) or
-            // outputs awaiting acknowledgement.
-            let waiting = measured.is_some_and(|(lag, _)| lag > 0) || in_flight > 0;
-            idle_s = if waiting && handled == handled_before {
-                idle_s + 1
-            } else {
-                0
-            };
-            handled_before = handled;
-            let stalled_now = idle_s >= STALLED_AFTER_S;
-            if status.stalled.swap(stalled_now, Ordering::Relaxed) != stalled_now {
-                if stalled_now {
-                    tracing::warn!(
-                        idle_s,
-                        lag_over_assignment = ?measured,
-                        in_flight,
-                        handled,
-                        "processor makes no progress with work waiting: screens marked stale"
-                    );
-                } else {
-                    tracing::info!(handled, "processor progresses again");
-                }
+            Ended::Fenced(reason) => {
+                status.fenced.fetch_add(1, Ordering::Relaxed);
+                fenced.increment(1);
+                tracing::warn!(reason = %reason, "fenced by a newer owner of the output log: its writes were refused, standing by");
+                fenced_in_term = Some(term);
             }
-            if let Some((lag, partitions)) = measured {
-                metrics::gauge!(metric::CONSUMER_LAG).set(lag as f64);
-                status.lag.store(lag.max(0) as u64, Ordering::Relaxed);
-                if partitions > 0 && lag == 0 && !status.caught_up.swap(true, Ordering::Relaxed) {
-                    tracing::info!(partitions, "processor caught up with its inputs");
+            Ended::Rebuild(reason) => {
+                status.rejoins.fetch_add(1, Ordering::Relaxed);
+                rebuilds.increment(1);
+                tracing::warn!(reason = %reason, "processor session rebuilt from the output log");
+                // Let the group's heartbeat confirm the lease first: a
+                // failure may be the first sign that it moved.
+                tokio::select! {
+                    _ = shutdown.cancelled() => return Ok(()),
+                    _ = tokio::time::sleep(Duration::from_millis(2 * heartbeat_ms(config.session_timeout_ms))) => {}
                 }
             }
         }
+    }
+}
+
+/// The group heartbeat: a fifth of the session timeout.
+fn heartbeat_ms(session_timeout_ms: u64) -> u64 {
+    (session_timeout_ms / 5).max(100)
+}
+
+/// The transactional producer's config: the shared producer defaults, the
+/// `transactional.id`, and timeouts an operator may override. A delivery
+/// may wait no longer than the transaction lives (librdkafka refuses
+/// otherwise); a dead owner's open transaction holds back read_committed
+/// readers until the coordinator aborts it, at most that long (a new owner
+/// aborts it at once, in `init_transactions`).
+fn transactional_config(config: &ProcessorConfig) -> rdkafka::ClientConfig {
+    let mut c = config.kafka.producer_config();
+    let given = |k: &str| config.kafka.properties.contains_key(k);
+    if !given("transaction.timeout.ms") {
+        c.set("transaction.timeout.ms", "60000");
+    }
+    if !given("message.timeout.ms") {
+        c.set("message.timeout.ms", "60000");
+    }
+    c.set("transactional.id", &config.transactional_id);
+    c
+}
+
+/// The inputs' consumer: the group's committed offsets are read by it, but
+/// it never joins (assigned by hand) and never commits (the transactions
+/// do).
+fn input_consumer(config: &ProcessorConfig) -> Result<InputConsumer, IngestError> {
+    Ok(config
+        .kafka
+        .consumer_config()
+        .set("group.id", &config.group_id)
+        .set("enable.auto.commit", "false")
+        .set("enable.auto.offset.store", "false")
+        .set("auto.offset.reset", "earliest")
+        .set("isolation.level", "read_committed")
+        .create()?)
+}
+
+/// Assigns every partition of the inputs from the group's committed
+/// offsets (the beginning where none). Blocking.
+fn assign_inputs(c: &InputConsumer, topics: &[&str]) -> Result<usize, IngestError> {
+    let mut all = TopicPartitionList::new();
+    for t in topics {
+        let md = c.fetch_metadata(Some(t), TXN_TIMEOUT)?;
+        for topic in md.topics() {
+            if let Some(e) = topic.error() {
+                return Err(IngestError::Kafka(KafkaError::MetadataFetch(e.into())));
+            }
+            for p in topic.partitions() {
+                all.add_partition(topic.name(), p.id());
+            }
+        }
+    }
+    let committed = c.committed_offsets(all, TXN_TIMEOUT)?;
+    let mut from = TopicPartitionList::with_capacity(committed.count());
+    for e in committed.elements() {
+        let offset = match e.offset() {
+            Offset::Offset(o) => Offset::Offset(o),
+            _ => Offset::Beginning,
+        };
+        from.add_partition_offset(e.topic(), e.partition(), offset)?;
+    }
+    let n = from.count();
+    c.assign(&from)?;
+    Ok(n)
+}
+
+/// Runs a blocking Kafka call off the runtime.
+async fn blocking<T: Send + 'static>(
+    f: impl FnOnce() -> Result<T, KafkaError> + Send + 'static,
+) -> Result<T, KafkaError> {
+    tokio::task::spawn_blocking(f).await.unwrap_or_else(|e| {
+        Err(KafkaError::Canceled)
+            .inspect_err(|_| tracing::error!(error = %e, "blocking kafka call panicked"))
     })
 }
 
-/// The processor's producer: delivery reports counted per input ticket.
-type AckProducer = ThreadedProducer<AckContext>;
+/// What a failed transactional call means for the session.
+fn judge(what: &str, e: &KafkaError) -> Ended {
+    let fenced = match e {
+        KafkaError::Transaction(r) => {
+            r.is_fatal()
+                || matches!(
+                    r.code(),
+                    RDKafkaErrorCode::Fenced
+                        | RDKafkaErrorCode::ProducerFenced
+                        | RDKafkaErrorCode::InvalidProducerEpoch
+                )
+        }
+        _ => false,
+    };
+    if fenced {
+        Ended::Fenced(format!("{what}: {e}"))
+    } else {
+        Ended::Rebuild(format!("{what}: {e}"))
+    }
+}
 
-/// How often the loop stores the offsets of completed inputs when nothing
-/// else wakes it (inputs stopped; the last acknowledgements came later).
-const STORE_INTERVAL: Duration = Duration::from_millis(20);
+fn retriable(e: &KafkaError) -> bool {
+    matches!(e, KafkaError::Transaction(r) if r.is_retriable())
+}
+
+/// The inputs of the open transaction.
+#[derive(Debug, Default)]
+struct Txn {
+    /// Next offset to read per input partition (last handled + 1).
+    offsets: Vec<((String, i32), i64)>,
+    /// Inputs handled in it.
+    inputs: u64,
+    /// Outputs produced in it (events, dead letters, ticks' events).
+    outputs: u64,
+}
+
+impl Txn {
+    fn handled(&mut self, topic: &str, partition: i32, offset: i64) {
+        self.inputs += 1;
+        match self
+            .offsets
+            .iter_mut()
+            .find(|((t, p), _)| *p == partition && t == topic)
+        {
+            Some((_, next)) => *next = (*next).max(offset + 1),
+            None => self
+                .offsets
+                .push(((topic.to_string(), partition), offset + 1)),
+        }
+    }
+
+    fn is_empty(&self) -> bool {
+        self.inputs == 0 && self.outputs == 0
+    }
+}
+
+/// One owner session: from `init_transactions` to its end.
+async fn run_owned(
+    config: &ProcessorConfig,
+    restore: &Restore,
+    status: &Arc<ProcessorStatus>,
+    lease: &Lease,
+    lease_consumer: &Arc<LeaseConsumer>,
+    meters: &Meters,
+    shutdown: &CancellationToken,
+) -> Result<Ended, IngestError> {
+    let term = lease.term();
+    let acks = Arc::new(SharedTracker::default());
+    let producer: Arc<TxnProducer> = Arc::new(transactional_config(config).create_with_context(
+        AckContext {
+            shared: Arc::clone(&acks),
+        },
+    )?);
+    let started = Instant::now();
+    {
+        let p = Arc::clone(&producer);
+        if let Err(e) = blocking(move || p.init_transactions(TXN_TIMEOUT)).await {
+            return Ok(judge("init_transactions", &e));
+        }
+    }
+    let fenced_at = started.elapsed();
+    // Recovery: the engine is rebuilt from the log as committed.
+    let log = {
+        let (kafka, topic) = (config.kafka.clone(), config.topics.events.clone());
+        match tokio::task::spawn_blocking(move || crate::read_all_events(&kafka, &topic)).await {
+            Ok(Ok(log)) => log,
+            Ok(Err(e)) => return Ok(Ended::Rebuild(format!("reading the output log: {e}"))),
+            Err(e) => return Ok(Ended::Rebuild(format!("reading the output log: {e}"))),
+        }
+    };
+    let mut engine = restore(&log);
+    let events_in_log = log.events.len();
+    drop(log);
+    let consumer = Arc::new(input_consumer(config)?);
+    let inputs = config.topics.inputs();
+    let assigned = {
+        let (c, names) = (
+            Arc::clone(&consumer),
+            inputs.iter().map(|t| t.to_string()).collect::<Vec<_>>(),
+        );
+        match tokio::task::spawn_blocking(move || {
+            let names: Vec<&str> = names.iter().map(String::as_str).collect();
+            assign_inputs(&c, &names)
+        })
+        .await
+        {
+            Ok(Ok(n)) => n,
+            Ok(Err(e)) => return Ok(Ended::Rebuild(format!("assigning the inputs: {e}"))),
+            Err(e) => return Ok(Ended::Rebuild(format!("assigning the inputs: {e}"))),
+        }
+    };
+    if let Err(e) = producer.begin_transaction() {
+        return Ok(judge("begin_transaction", &e));
+    }
+    status.last_seq.store(engine.last_seq(), Ordering::Relaxed);
+    status.running.store(true, Ordering::Relaxed);
+    meters.seen_ids.set(engine.stats().seen_ids as f64);
+    tracing::info!(
+        events = events_in_log,
+        last_seq = engine.last_seq(),
+        partitions = assigned,
+        fenced_ms = fenced_at.as_millis() as u64,
+        restored_ms = started.elapsed().as_millis() as u64,
+        "owner of the output log: earlier producers fenced, state restored, inputs assigned"
+    );
+
+    let stalled = Arc::new(tokio::sync::Notify::new());
+    let watch_token = shutdown.child_token();
+    let _stop_watch = watch_token.clone().drop_guard();
+    spawn_lag_watch(
+        Arc::clone(&consumer),
+        Arc::clone(status),
+        Arc::clone(&acks),
+        inputs.first().map(|t| t.to_string()).unwrap_or_default(),
+        Arc::clone(&stalled),
+        watch_token,
+    );
+    let mut session = Session {
+        config,
+        engine: &mut engine,
+        producer: &producer,
+        acks: &acks,
+        txn: Txn::default(),
+        meters,
+        status,
+        last_input: None,
+        group_committed: Instant::now(),
+        committed: Vec::new(),
+        group_dirty: false,
+        group: None,
+    };
+    let mut tick = tokio::time::interval(config.tick_interval);
+    tick.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
+    let mut commit_tick = tokio::time::interval(config.commit_interval);
+    commit_tick.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
+    let max_in_flight = config.max_in_flight.max(1) as u64;
+    // The loop wakes at least every commit interval. A longer gap between
+    // two wake-ups means the process was frozen (SIGSTOP, a VM paused, a
+    // machine swapping) and may have lost the lease without knowing it yet:
+    // it stops writing before anything else and lets a rebuild ask the group
+    // again. A broker that implements transactions refuses the writes of a
+    // fenced owner anyway; librdkafka's mock cluster does not (decision 21).
+    let freeze_limit = Duration::from_millis(2 * heartbeat_ms(config.session_timeout_ms));
+    let mut awake = Instant::now();
+    let frozen = |awake: &mut Instant| {
+        let gap = awake.elapsed();
+        *awake = Instant::now();
+        (gap > freeze_limit).then(|| {
+            Ended::Rebuild(format!(
+                "the process was frozen for {} ms: the lease may have moved",
+                gap.as_millis()
+            ))
+        })
+    };
+    let ended = loop {
+        if session.txn.inputs >= max_in_flight {
+            if let Err(ended) = session.commit(lease, lease_consumer).await {
+                break ended;
+            }
+        }
+        tokio::select! {
+            biased;
+            _ = shutdown.cancelled() => {
+                break match session.commit(lease, lease_consumer).await {
+                    Ok(()) => {
+                        session.commit_through_group(lease_consumer, CommitMode::Sync);
+                        Ended::Shutdown
+                    }
+                    Err(ended) => ended,
+                };
+            }
+            _ = acks.failed.cancelled() => {
+                let reason = acks.lock().failure().map(|f| f.reason.clone()).unwrap_or_default();
+                meters.produce_errors.increment(1);
+                tracing::error!(error = %reason, "a delivery failed: the transaction is aborted");
+                break Ended::Rebuild(format!("delivery failed: {reason}"));
+            }
+            _ = stalled.notified() => break Ended::Rebuild("consumer stalled".into()),
+            _ = commit_tick.tick() => {
+                if let Some(ended) = frozen(&mut awake) {
+                    break ended;
+                }
+                if !lease.owned() || lease.term() != term {
+                    break Ended::LeaseLost;
+                }
+                if !session.txn.is_empty() {
+                    if let Err(ended) = session.commit(lease, lease_consumer).await {
+                        break ended;
+                    }
+                }
+                session.group_commit_due(lease, lease_consumer);
+                awake = Instant::now();
+            }
+            _ = tick.tick() => {
+                if let Some(ended) = frozen(&mut awake) {
+                    break ended;
+                }
+                session.on_tick().await;
+                awake = Instant::now();
+            }
+            msg = consumer.recv() => {
+                if let Some(ended) = frozen(&mut awake) {
+                    break ended;
+                }
+                match msg {
+                    Ok(m) => session.handle_input(&m).await,
+                    Err(e) => tracing::warn!(error = %e, "consumer error"),
+                }
+                awake = Instant::now();
+            }
+        }
+    };
+    if !matches!(ended, Ended::Shutdown) {
+        // Nothing of the open transaction becomes visible; its inputs come
+        // again in the next session. A fenced producer cannot abort (the
+        // broker already did).
+        let p = Arc::clone(&producer);
+        if let Err(e) = blocking(move || p.abort_transaction(TXN_TIMEOUT)).await {
+            tracing::debug!(error = %e, "abort_transaction");
+        }
+    }
+    // The consumer and producer are closed off the runtime: closing a stuck
+    // client may block.
+    tokio::task::spawn_blocking(move || {
+        drop(consumer);
+        drop(producer);
+    });
+    tracing::info!(ended = ?ended, handled = status.handled.load(Ordering::Relaxed), "processor session ended");
+    Ok(ended)
+}
+
+/// What the loop of one session works on.
+struct Session<'a> {
+    config: &'a ProcessorConfig,
+    engine: &'a mut Engine,
+    producer: &'a Arc<TxnProducer>,
+    acks: &'a Arc<SharedTracker>,
+    txn: Txn,
+    meters: &'a Meters,
+    status: &'a ProcessorStatus,
+    /// Event time of the newest input and when it came, for the clock.
+    last_input: Option<(Timestamp, Instant)>,
+    /// When the last transaction's offsets were also committed through the
+    /// group (see [`Session::commit`]).
+    group_committed: Instant,
+    /// Next offset per input partition as of the last committed transaction.
+    committed: Vec<((String, i32), i64)>,
+    /// True when `committed` moved since the last group commit.
+    group_dirty: bool,
+    /// The group's metadata as of a number of rebalances.
+    group: Option<(u64, Arc<ConsumerGroupMetadata>)>,
+}
+
+/// How often the offsets of a committed transaction are also committed
+/// through the group membership.
+const GROUP_COMMIT_EVERY: Duration = Duration::from_millis(200);
+/// How often they are committed again, moved or not.
+const GROUP_COMMIT_AGAIN: Duration = Duration::from_secs(1);
+
+impl Session<'_> {
+    /// Decodes, validates and applies one input; produces its events, or
+    /// its dead letter, in the open transaction.
+    async fn handle_input(&mut self, msg: &BorrowedMessage<'_>) {
+        let topic = msg.topic();
+        let (partition, offset) = (msg.partition(), msg.offset());
+        let payload = msg.payload().unwrap_or_default();
+        let kind = self.config.topics.kind_of(topic);
+        let label = kind.map(|k| k.label()).unwrap_or("unknown");
+        let mut cause = None;
+        let outcome = match kind {
+            None => Err(format!("unknown topic {topic:?}")),
+            Some(kind) => match decode_input(kind, payload, Timestamp::now()) {
+                Err(e) => Err(e.to_string()),
+                Ok(input) => {
+                    cause = Engine::dedupe_key(&input);
+                    let started = Instant::now();
+                    if self.last_input.is_none_or(|(ts, _)| input.ts() >= ts) {
+                        self.last_input = Some((input.ts(), started));
+                    }
+                    let dup_before = self.engine.stats().duplicates;
+                    let applied = self.engine.apply(&input);
+                    self.meters
+                        .apply_seconds
+                        .record(started.elapsed().as_secs_f64());
+                    if self.engine.stats().duplicates > dup_before {
+                        self.meters.duplicates.increment(1);
+                    }
+                    applied.map_err(|r| format!("rejected: {r}"))
+                }
+            },
+        };
+        let ticket = self.acks.lock().open(Some(InputOffset {
+            topic: topic.to_string(),
+            partition,
+            offset,
+        }));
+        match outcome {
+            Ok(events) => {
+                self.meters.handled_ok(label);
+                if events
+                    .iter()
+                    .any(|e| matches!(e.body, ioc_model::EventBody::DispatchRecommended(_)))
+                {
+                    self.meters.recommendations.increment(1);
+                }
+                // Built only when there is something to produce.
+                if !events.is_empty() {
+                    let cause = cause.unwrap_or_else(|| format!("{topic}:{partition}:{offset}"));
+                    self.txn.outputs += events.len() as u64;
+                    produce_events(
+                        self.producer,
+                        self.acks,
+                        ticket,
+                        &self.config.topics,
+                        &events,
+                        &cause,
+                        self.meters,
+                    )
+                    .await;
+                }
+            }
+            Err(reason) => {
+                self.meters.dead_lettered(label);
+                self.status.dead_lettered.fetch_add(1, Ordering::Relaxed);
+                tracing::info!(topic = %topic, partition, offset, reason = %reason, "dead-lettered");
+                self.txn.outputs += 1;
+                dead_letter(
+                    self.producer,
+                    self.acks,
+                    ticket,
+                    &self.config.topics,
+                    msg,
+                    reason,
+                )
+                .await;
+            }
+        }
+        self.acks.lock().seal(ticket);
+        self.txn.handled(topic, partition, offset);
+        self.status
+            .last_seq
+            .store(self.engine.last_seq(), Ordering::Relaxed);
+        self.meters.last_seq.set(self.engine.last_seq() as f64);
+    }
+
+    /// Advances the engine's clock: event time, moved on by the wall time
+    /// since the last input, so deadlines fire when inputs stop and a
+    /// replayed or sped-up stream is not judged by today's wall clock.
+    async fn on_tick(&mut self) {
+        // A gauge sampled once a tick, off the per-input path.
+        self.meters
+            .seen_ids
+            .set(self.engine.stats().seen_ids as f64);
+        let Some((ts, at)) = self.last_input else {
+            return;
+        };
+        let now = ts.plus_millis(i64::try_from(at.elapsed().as_millis()).unwrap_or(i64::MAX));
+        let events = self.engine.tick(now);
+        if !events.is_empty() {
+            let ticket = self.acks.lock().open(None);
+            self.txn.outputs += events.len() as u64;
+            produce_events(
+                self.producer,
+                self.acks,
+                ticket,
+                &self.config.topics,
+                &events,
+                "tick",
+                self.meters,
+            )
+            .await;
+            self.acks.lock().seal(ticket);
+            self.status
+                .last_seq
+                .store(self.engine.last_seq(), Ordering::Relaxed);
+        }
+    }
+
+    /// Sends the handled inputs' offsets to the open transaction, commits
+    /// it and begins the next. Retriable failures are retried; any other
+    /// ends the session.
+    async fn commit(
+        &mut self,
+        lease: &Lease,
+        lease_consumer: &Arc<LeaseConsumer>,
+    ) -> Result<(), Ended> {
+        let mut tpl = TopicPartitionList::with_capacity(self.txn.offsets.len());
+        for ((t, p), next) in &self.txn.offsets {
+            if let Err(e) = tpl.add_partition_offset(t, *p, Offset::Offset(*next)) {
+                return Err(Ended::Rebuild(format!("offsets of the transaction: {e}")));
+            }
+        }
+        let group = self.group_metadata(lease, lease_consumer).await?;
+        let tpl = Arc::new(tpl);
+        let mut attempt = 0;
+        loop {
+            attempt += 1;
+            let (p, tpl, group) = (
+                Arc::clone(self.producer),
+                Arc::clone(&tpl),
+                Arc::clone(&group),
+            );
+            let done = blocking(move || {
+                if tpl.count() > 0 {
+                    p.send_offsets_to_transaction(&tpl, &group, TXN_TIMEOUT)?;
+                }
+                p.commit_transaction(TXN_TIMEOUT)
+            })
+            .await;
+            match done {
+                Ok(()) => break,
+                Err(e) if retriable(&e) && attempt < 5 => {
+                    tracing::warn!(error = %e, attempt, "commit retried");
+                }
+                Err(e) => return Err(judge("commit_transaction", &e)),
+            }
+        }
+        if let Err(e) = self.producer.begin_transaction() {
+            return Err(judge("begin_transaction", &e));
+        }
+        // The same offsets once more through the group membership, now and
+        // then: librdkafka's mock cluster accepts the offsets sent to a
+        // transaction but never stores them (its TxnOffsetCommit only
+        // answers), and a restart would read every input again. On a real
+        // broker this rewrites what the transaction stored, and the group
+        // refuses it from a member of an older generation, so a fenced
+        // owner cannot move offsets back.
+        for ((t, p), next) in &self.txn.offsets {
+            match self
+                .committed
+                .iter_mut()
+                .find(|((ct, cp), _)| cp == p && ct == t)
+            {
+                Some((_, c)) => *c = (*c).max(*next),
+                None => self.committed.push(((t.clone(), *p), *next)),
+            }
+        }
+        self.group_dirty = true;
+        // Every output of the committed transaction is acknowledged.
+        let _ = self.acks.lock().drain_completed();
+        let n = self.txn.inputs;
+        self.status.handled.fetch_add(n, Ordering::Relaxed);
+        self.meters.offsets_stored.increment(n);
+        self.meters.transactions.increment(1);
+        self.txn = Txn::default();
+        Ok(())
+    }
+}
+
+impl Session<'_> {
+    /// The group's metadata for the transaction's offsets (its generation
+    /// fences an owner that missed a rebalance), fetched again after each
+    /// rebalance. librdkafka answers it from its main thread and waits
+    /// without a timeout: off the runtime.
+    async fn group_metadata(
+        &mut self,
+        lease: &Lease,
+        lease_consumer: &Arc<LeaseConsumer>,
+    ) -> Result<Arc<ConsumerGroupMetadata>, Ended> {
+        let seen = lease.rebalances();
+        if let Some((at, group)) = &self.group {
+            if *at == seen {
+                return Ok(Arc::clone(group));
+            }
+        }
+        let c = Arc::clone(lease_consumer);
+        let group = tokio::task::spawn_blocking(move || c.group_metadata())
+            .await
+            .ok()
+            .flatten()
+            .map(Arc::new)
+            .ok_or(Ended::LeaseLost)?;
+        self.group = Some((seen, Arc::clone(&group)));
+        Ok(group)
+    }
+
+    /// Commits through the group what the transactions committed since the
+    /// last time, if that was [`GROUP_COMMIT_EVERY`] ago.
+    fn group_commit_due(&mut self, lease: &Lease, lease_consumer: &LeaseConsumer) {
+        if lease.take_commit_failed() {
+            self.group_dirty = true;
+        }
+        // Again every second whatever happened: a commit refused during a
+        // rebalance is not always reported back to the context.
+        let since = self.group_committed.elapsed();
+        if (self.group_dirty && since >= GROUP_COMMIT_EVERY) || since >= GROUP_COMMIT_AGAIN {
+            self.commit_through_group(lease_consumer, CommitMode::Async);
+        }
+    }
+
+    /// Commits the offsets of every transaction committed in this session
+    /// through the group membership (see [`Session::commit`]).
+    fn commit_through_group(&mut self, lease_consumer: &LeaseConsumer, mode: CommitMode) {
+        self.group_committed = Instant::now();
+        self.group_dirty = false;
+        if self.committed.is_empty() {
+            return;
+        }
+        let mut tpl = TopicPartitionList::with_capacity(self.committed.len());
+        for ((t, p), next) in &self.committed {
+            let _ = tpl.add_partition_offset(t, *p, Offset::Offset(*next));
+        }
+        if let Err(e) = lease_consumer.commit(&tpl, mode) {
+            tracing::debug!(error = %e, "group commit of the committed transactions' offsets");
+        }
+    }
+}
+
+/// Produces the dead letter of an input that cannot be applied: its
+/// original bytes (up to a bound), where it came from and why.
+async fn dead_letter(
+    producer: &TxnProducer,
+    acks: &SharedTracker,
+    ticket: u64,
+    topics: &Topics,
+    msg: &BorrowedMessage<'_>,
+    reason: String,
+) {
+    let payload = msg.payload().unwrap_or_default();
+    let key = msg
+        .key()
+        .and_then(|k| std::str::from_utf8(k).ok())
+        .map(str::to_string);
+    let letter = DeadLetter {
+        original_base64: base64::engine::general_purpose::STANDARD
+            .encode(&payload[..payload.len().min(DeadLetter::MAX_ORIGINAL_BYTES)]),
+        original_size: payload.len() as u64,
+        original_truncated: payload.len() > DeadLetter::MAX_ORIGINAL_BYTES,
+        key: key.clone(),
+        topic: msg.topic().to_string(),
+        partition: msg.partition(),
+        offset: msg.offset(),
+        reason,
+        ts: Timestamp::now(),
+    };
+    let bytes = serde_json::to_vec(&letter).unwrap_or_default();
+    let record_key = key.unwrap_or_default();
+    send(
+        producer,
+        acks,
+        ticket,
+        &topics.dlq,
+        &record_key,
+        &bytes,
+        None,
+    )
+    .await;
+}
 
 /// Metric handles resolved once: a `metrics::counter!` with labels is a
 /// registry lookup (hash of name and labels) per call, on every input.
@@ -333,6 +905,7 @@ struct Meters {
     last_seq: metrics::Gauge,
     seen_ids: metrics::Gauge,
     offsets_stored: metrics::Counter,
+    transactions: metrics::Counter,
     produce_errors: metrics::Counter,
 }
 
@@ -373,6 +946,7 @@ impl Meters {
             last_seq: metrics::gauge!(metric::LAST_SEQ),
             seen_ids: metrics::gauge!(metric::SEEN_IDS),
             offsets_stored: metrics::counter!(metric::OFFSETS_STORED),
+            transactions: metrics::counter!(metric::TRANSACTIONS),
             produce_errors: metrics::counter!(metric::PRODUCE_ERRORS),
         }
     }
@@ -400,294 +974,6 @@ impl Meters {
     }
 }
 
-/// The processor's consumer of its inputs (offsets stored by the loop,
-/// committed by librdkafka every second).
-fn input_consumer(config: &ProcessorConfig) -> Result<StreamConsumer, IngestError> {
-    Ok(config
-        .kafka
-        .consumer_config()
-        .set("group.id", &config.group_id)
-        .set("enable.auto.commit", "true")
-        .set("auto.commit.interval.ms", "1000")
-        .set("enable.auto.offset.store", "false")
-        .set("auto.offset.reset", "earliest")
-        .set("session.timeout.ms", config.session_timeout_ms.to_string())
-        .set(
-            "heartbeat.interval.ms",
-            (config.session_timeout_ms / 5).max(100).to_string(),
-        )
-        .create()?)
-}
-
-/// Runs the processor until `shutdown` is cancelled or a delivery fails.
-/// `engine` must already be restored from the output log.
-pub async fn run_processor(
-    config: ProcessorConfig,
-    mut engine: Engine,
-    status: Arc<ProcessorStatus>,
-    shutdown: CancellationToken,
-) -> Result<(), IngestError> {
-    let mut consumer = Arc::new(input_consumer(&config)?);
-    let acks = Arc::new(SharedTracker::default());
-    let producer: AckProducer = config
-        .kafka
-        .producer_config()
-        .create_with_context(AckContext {
-            shared: Arc::clone(&acks),
-        })?;
-    let inputs = config.topics.inputs();
-    consumer.subscribe(&inputs)?;
-    status.last_seq.store(engine.last_seq(), Ordering::Relaxed);
-    tracing::info!(group = %config.group_id, topics = ?inputs, last_seq = engine.last_seq(), "processor started");
-
-    let meters = Meters::new();
-    meters.seen_ids.set(engine.stats().seen_ids as f64);
-    let max_in_flight = config.max_in_flight.max(1);
-    let input_names: Vec<String> = inputs.iter().map(|t| t.to_string()).collect();
-    let stalled = Arc::new(tokio::sync::Notify::new());
-    let watch = |consumer: &Arc<StreamConsumer>| {
-        spawn_lag_watch(
-            Arc::clone(consumer),
-            Arc::clone(&status),
-            Arc::clone(&acks),
-            input_names.clone(),
-            Arc::clone(&stalled),
-            shutdown.clone(),
-        )
-    };
-    let mut lag_watch = watch(&consumer);
-    let rejoins = metrics::counter!(metric::CONSUMER_REJOINS);
-    let mut tick = tokio::time::interval(config.tick_interval);
-    tick.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
-    let mut store_tick = tokio::time::interval(STORE_INTERVAL);
-    store_tick.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
-    let mut last_input: Option<(Timestamp, Instant)> = None;
-    let result = loop {
-        // Bound the inputs in flight (memory, and the redelivery window
-        // after a crash): wait for the oldest to be acknowledged. Shutdown
-        // and failure are answered below, not held up here.
-        while acks.lock().in_flight() >= max_in_flight
-            && !acks.failed.is_cancelled()
-            && !shutdown.is_cancelled()
-        {
-            store_completed(&acks, &consumer, &status, &meters);
-            if acks.lock().in_flight() < max_in_flight {
-                break;
-            }
-            tokio::select! {
-                _ = acks.progress.notified() => {}
-                _ = shutdown.cancelled() => {}
-                _ = tokio::time::sleep(STORE_INTERVAL) => {}
-            }
-        }
-        tokio::select! {
-            biased;
-            _ = shutdown.cancelled() => break Ok(()),
-            _ = acks.failed.cancelled() => {
-                // Store what completed before the failure, then stop.
-                store_completed(&acks, &consumer, &status, &meters);
-                let reason = acks.lock().failure().map(|f| f.reason.clone()).unwrap_or_default();
-                meters.produce_errors.increment(1);
-                tracing::error!(error = %reason, "delivery failed: offsets stop here");
-                break Err(IngestError::Delivery {
-                    topic: "output".into(),
-                    reason,
-                });
-            }
-            _ = store_tick.tick() => store_completed(&acks, &consumer, &status, &meters),
-            _ = stalled.notified() => {
-                // A new consumer in the same group: it joins afresh and
-                // resumes from the committed offsets (what was handled since
-                // the last commit comes again and is deduplicated). The old
-                // one is closed off the runtime: closing a stuck consumer
-                // may block.
-                lag_watch.abort();
-                store_completed(&acks, &consumer, &status, &meters);
-                let fresh = match input_consumer(&config) {
-                    Ok(c) => Arc::new(c),
-                    Err(e) => break Err(e),
-                };
-                if let Err(e) = fresh.subscribe(&inputs) {
-                    break Err(e.into());
-                }
-                let old = std::mem::replace(&mut consumer, fresh);
-                tokio::task::spawn_blocking(move || drop(old));
-                lag_watch = watch(&consumer);
-                status.rejoins.fetch_add(1, Ordering::Relaxed);
-                rejoins.increment(1);
-                tracing::warn!("processor's consumer replaced; it rejoins its group");
-            }
-            _ = tick.tick() => {
-                // A gauge sampled once a tick, off the per-input path.
-                meters.seen_ids.set(engine.stats().seen_ids as f64);
-                // Event time, advanced by the wall time since the last input:
-                // deadlines fire when inputs stop, and a replayed or sped-up
-                // stream is not judged by today's wall clock.
-                let now = match last_input {
-                    Some((ts, at)) => ts.plus_millis(i64::try_from(at.elapsed().as_millis()).unwrap_or(i64::MAX)),
-                    None => continue,
-                };
-                let events = engine.tick(now);
-                if !events.is_empty() {
-                    let ticket = acks.lock().open(None);
-                    produce_events(&producer, &acks, ticket, &config.topics, &events, "tick", &meters).await;
-                    acks.lock().seal(ticket);
-                    status.last_seq.store(engine.last_seq(), Ordering::Relaxed);
-                }
-            }
-            msg = consumer.recv() => {
-                let msg = match msg {
-                    Ok(m) => m,
-                    Err(e) => {
-                        tracing::warn!(error = %e, "consumer error");
-                        continue;
-                    }
-                };
-                status.running.store(true, Ordering::Relaxed);
-                let topic = msg.topic();
-                let (partition, offset) = (msg.partition(), msg.offset());
-                let payload = msg.payload().unwrap_or_default();
-                let kind = config.topics.kind_of(topic);
-                let label = kind.map(|k| k.label()).unwrap_or("unknown");
-                let mut cause = None;
-                let outcome = match kind {
-                    None => Err(format!("unknown topic {topic:?}")),
-                    Some(kind) => match decode_input(kind, payload, Timestamp::now()) {
-                        Err(e) => Err(e.to_string()),
-                        Ok(input) => {
-                            cause = Engine::dedupe_key(&input);
-                            let started = Instant::now();
-                            if last_input.is_none_or(|(ts, _)| input.ts() >= ts) {
-                                last_input = Some((input.ts(), started));
-                            }
-                            let dup_before = engine.stats().duplicates;
-                            let applied = engine.apply(&input);
-                            meters.apply_seconds.record(started.elapsed().as_secs_f64());
-                            if engine.stats().duplicates > dup_before {
-                                meters.duplicates.increment(1);
-                            }
-                            applied.map_err(|r| format!("rejected: {r}"))
-                        }
-                    },
-                };
-                let ticket = acks.lock().open(Some(InputOffset {
-                    topic: topic.to_string(),
-                    partition,
-                    offset,
-                }));
-                match outcome {
-                    Ok(events) => {
-                        meters.handled_ok(label);
-                        if events.iter().any(|e| matches!(e.body, ioc_model::EventBody::DispatchRecommended(_))) {
-                            meters.recommendations.increment(1);
-                        }
-                        // Built only when there is something to produce.
-                        if !events.is_empty() {
-                            let cause = cause.unwrap_or_else(|| format!("{topic}:{partition}:{offset}"));
-                            produce_events(&producer, &acks, ticket, &config.topics, &events, &cause, &meters).await;
-                        }
-                    }
-                    Err(reason) => {
-                        meters.dead_lettered(label);
-                        status.dead_lettered.fetch_add(1, Ordering::Relaxed);
-                        tracing::info!(topic = %topic, partition, offset, reason = %reason, "dead-lettered");
-                        let key = msg.key().and_then(|k| std::str::from_utf8(k).ok()).map(str::to_string);
-                        let letter = DeadLetter {
-                            original_base64: base64::engine::general_purpose::STANDARD
-                                .encode(&payload[..payload.len().min(DeadLetter::MAX_ORIGINAL_BYTES)]),
-                            original_size: payload.len() as u64,
-                            original_truncated: payload.len() > DeadLetter::MAX_ORIGINAL_BYTES,
-                            key: key.clone(),
-                            topic: topic.to_string(),
-                            partition,
-                            offset,
-                            reason,
-                            ts: Timestamp::now(),
-                        };
-                        let bytes = serde_json::to_vec(&letter).unwrap_or_default();
-                        let record_key = key.unwrap_or_default();
-                        send(&producer, &acks, ticket, &config.topics.dlq, &record_key, &bytes, None).await;
-                    }
-                }
-                acks.lock().seal(ticket);
-                status.last_seq.store(engine.last_seq(), Ordering::Relaxed);
-                meters.last_seq.set(engine.last_seq() as f64);
-            }
-        }
-    };
-
-    // Drain: every in-flight output acknowledged and its offset stored.
-    lag_watch.abort();
-    if let Err(e) = &producer.flush(Timeout::After(Duration::from_secs(10))) {
-        tracing::warn!(error = %e, "producer flush at shutdown");
-    }
-    store_completed(&acks, &consumer, &status, &meters);
-    let drained = {
-        let t = acks.lock();
-        t.failure().is_none() && t.in_flight() == 0
-    };
-    match consumer.commit_consumer_state(CommitMode::Sync) {
-        Ok(()) => tracing::info!(
-            handled = status.handled.load(Ordering::Relaxed),
-            "offsets committed"
-        ),
-        // Nothing stored yet is not an error worth shouting about.
-        Err(e) => tracing::debug!(error = %e, "final commit"),
-    }
-    consumer.unsubscribe();
-    if !drained && result.is_ok() {
-        return Err(IngestError::Delivery {
-            topic: "output".into(),
-            reason: "a delivery failed during shutdown".into(),
-        });
-    }
-    result
-}
-
-/// Stores the offsets of the inputs completed since the last call (every
-/// output acknowledged, every earlier input too): the highest offset per
-/// partition, in one call.
-fn store_completed(
-    acks: &SharedTracker,
-    consumer: &StreamConsumer,
-    status: &ProcessorStatus,
-    meters: &Meters,
-) {
-    let completed = acks.lock().drain_completed();
-    if completed.is_empty() {
-        return;
-    }
-    let n = completed.len() as u64;
-    // Input order within a partition is offset order: the last one wins.
-    let mut latest: Vec<&InputOffset> = Vec::new();
-    for o in &completed {
-        match latest
-            .iter_mut()
-            .find(|l| l.partition == o.partition && l.topic == o.topic)
-        {
-            Some(l) => *l = o,
-            None => latest.push(o),
-        }
-    }
-    let mut tpl = TopicPartitionList::with_capacity(latest.len());
-    for o in &latest {
-        // The stored offset is the next message to read.
-        if let Err(e) =
-            tpl.add_partition_offset(&o.topic, o.partition, Offset::Offset(o.offset + 1))
-        {
-            tracing::warn!(topic = %o.topic, partition = o.partition, error = %e, "offset not stored");
-        }
-    }
-    match consumer.store_offsets(&tpl) {
-        Ok(()) => {}
-        // After a rebalance a partition may be gone: the new owner will
-        // redeliver, and the engine dedupes. The others are stored.
-        Err(e) => tracing::warn!(error = %e, "some offsets not stored"),
-    }
-    status.handled.fetch_add(n, Ordering::Relaxed);
-    meters.offsets_stored.increment(n);
-}
-
 /// Produces the outputs of one input (or one clock tick) as a batch under
 /// its ticket: every event carries the input's dedupe key in the
 /// `ioc-cause` header, and the last one carries `ioc-batch-end`. Recovery
@@ -695,7 +981,7 @@ fn store_completed(
 /// redelivered and re-emits it, with the same seqs), and remembers every
 /// cause as applied.
 async fn produce_events(
-    producer: &AckProducer,
+    producer: &TxnProducer,
     acks: &SharedTracker,
     ticket: u64,
     topics: &Topics,
@@ -738,7 +1024,7 @@ async fn produce_events(
 /// counts as a failed delivery, so offsets stop there instead of the loop
 /// spinning on it.
 async fn send(
-    producer: &AckProducer,
+    producer: &TxnProducer,
     acks: &SharedTracker,
     ticket: u64,
     topic: &str,
@@ -769,45 +1055,5 @@ async fn send(
                 return;
             }
         }
-    }
-}
-
-#[cfg(test)]
-mod tests {
-    use super::*;
-
-    #[test]
-    fn the_stall_watch_fires_after_seconds_in_a_row_with_inputs_waiting_and_none_handled() {
-        let mut w = StallWatch::default();
-        let waiting = Some((5, 3));
-        // Handling inputs: never.
-        for s in 0..100 {
-            assert!(!w.step(s, 0, waiting, true, 3));
-        }
-        // Stuck with inputs waiting: on the third second, then counting again.
-        assert!(!w.step(99, 0, waiting, true, 3));
-        assert!(!w.step(99, 0, waiting, true, 3));
-        assert!(w.step(99, 0, waiting, true, 3));
-        assert!(!w.step(99, 0, waiting, true, 3));
-        // Nothing assigned looks stalled too (the lag watch then asks the group).
-        let mut w = StallWatch::default();
-        assert!(!w.step(0, 0, Some((0, 0)), true, 2));
-        assert!(w.step(0, 0, Some((0, 0)), true, 2));
-        // Not a stall: caught up, outputs awaiting acknowledgement (the
-        // producer's problem), or the broker away (an outage). Each breaks
-        // the run of seconds.
-        let mut w = StallWatch::default();
-        for interruption in [Some((0, 3)), waiting, None] {
-            let in_flight = usize::from(interruption == waiting);
-            assert!(!w.step(7, 0, waiting, true, 2));
-            assert!(!w.step(7, in_flight, interruption, false, 2));
-        }
-        assert!(!w.step(7, 0, waiting, true, 2));
-        assert!(w.step(7, 0, waiting, true, 2));
-        // The broker answers but the consumer's own view cannot be measured
-        // (its group does not answer): stalled.
-        let mut w = StallWatch::default();
-        assert!(!w.step(0, 0, None, true, 2));
-        assert!(w.step(0, 0, None, true, 2));
     }
 }

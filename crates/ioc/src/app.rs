@@ -15,8 +15,8 @@ use futures::FutureExt;
 use ioc_engine::Engine;
 use ioc_gateway::{CommandSink, Gateway, GatewayConfig, StaleReason};
 use ioc_ingest::{
-    read_all_events, run_events_reader, run_processor, EventsReaderHooks, KafkaSettings,
-    ProcessorConfig, ProcessorStatus,
+    run_events_reader, run_processor, EventsReaderHooks, KafkaSettings, ProcessorConfig,
+    ProcessorStatus, RecoveredLog, Restore,
 };
 use ioc_model::{Command, CommandOp, OutputEvent, Topics};
 use ioc_router::Zones;
@@ -166,35 +166,37 @@ pub async fn start(config: &Config, opts: StartOptions) -> anyhow::Result<System
     let kafka = config.kafka.clone();
     let topics = config.topics.clone();
 
-    // Recovery: the engine is rebuilt from the log it wrote.
-    let log = {
-        let (kafka, topic) = (kafka.clone(), topics.events.clone());
-        tokio::task::spawn_blocking(move || read_all_events(&kafka, &topic))
-            .await
-            .context("recovery task")?
-            .context("cannot read the output log to recover state")?
+    // Recovery happens in the processor, once it owns the output log and
+    // has fenced every earlier writer: the engine is rebuilt from the log.
+    let restore: Restore = {
+        let (engine_config, zones) = (config.engine.clone(), Arc::clone(&zones));
+        Arc::new(move |log: &RecoveredLog| {
+            let mut engine =
+                Engine::restore(engine_config.clone(), Arc::clone(&zones), &log.events);
+            // Inputs deduplicated by id; positions and status reports
+            // (caused by `topic:partition:offset`) are deduplicated by their
+            // timestamps.
+            for (cause, at) in &log.causes {
+                if matches!(
+                    cause.split_once(':'),
+                    Some(("call" | "incident" | "command", _))
+                ) {
+                    engine.mark_seen_at(cause, *at);
+                }
+            }
+            tracing::info!(
+                events = log.events.len(),
+                dropped_tail = log.dropped_tail,
+                duplicates = log.duplicates,
+                last_seq = engine.last_seq(),
+                incidents = engine.incidents().count(),
+                units = engine.units().count(),
+                "state recovered from the output log"
+            );
+            engine
+        })
     };
-    let mut engine = Engine::restore(config.engine.clone(), Arc::clone(&zones), &log.events);
-    // Inputs deduplicated by id; positions and status reports (caused by
-    // `topic:partition:offset`) are deduplicated by their timestamps.
-    for (cause, at) in &log.causes {
-        if matches!(
-            cause.split_once(':'),
-            Some(("call" | "incident" | "command", _))
-        ) {
-            engine.mark_seen_at(cause, *at);
-        }
-    }
-    tracing::info!(
-        events = log.events.len(),
-        dropped_tail = log.dropped_tail,
-        duplicates = log.duplicates,
-        last_seq = engine.last_seq(),
-        incidents = engine.incidents().count(),
-        units = engine.units().count(),
-        "state recovered from the output log"
-    );
-    drop(log);
+    ioc_ingest::metrics_names::describe();
 
     let fatal = CancellationToken::new();
     let commands: Arc<dyn CommandSink> = Arc::new(KafkaCommandSink {
@@ -275,7 +277,11 @@ pub async fn start(config: &Config, opts: StartOptions) -> anyhow::Result<System
         pc.group_id.clone_from(&config.processor.group_id);
         pc.max_in_flight = config.processor.max_in_flight;
         pc.session_timeout_ms = config.processor.session_timeout_ms;
-        let fut = run_processor(pc, engine, Arc::clone(&status), processor_token.clone());
+        pc.commit_interval = Duration::from_millis(config.processor.commit_interval_ms);
+        if let Some(id) = &config.processor.transactional_id {
+            pc.transactional_id.clone_from(id);
+        }
+        let fut = run_processor(pc, restore, Arc::clone(&status), processor_token.clone());
         spawn_named("processor", fatal.clone(), async move {
             fut.await.context("processor")
         })
@@ -342,6 +348,7 @@ pub fn simulator_clients(
         .consumer_config()
         .set("group.id", "ioc-simulator")
         .set("enable.auto.commit", "false")
+        .set("isolation.level", "read_committed")
         .create()
         .context("simulator consumer")?;
     let mut tpl = TopicPartitionList::new();

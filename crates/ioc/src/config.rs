@@ -91,9 +91,18 @@ impl Default for GatewaySettings {
 pub struct ProcessorSettings {
     pub group_id: String,
     pub max_in_flight: usize,
-    /// How long a crashed processor keeps its partitions before the group
-    /// moves them (librdkafka `session.timeout.ms`).
+    /// How long a crashed or paused owner keeps the output log's lease
+    /// before a standby of the group gets it (librdkafka
+    /// `session.timeout.ms`; Apache Kafka refuses less than its
+    /// `group.min.session.timeout.ms`, 6 s by default).
     pub session_timeout_ms: u64,
+    /// How often the open transaction commits (outputs become visible to
+    /// the screens at commit).
+    pub commit_interval_ms: u64,
+    /// The producer's `transactional.id`; default
+    /// `ioc-processor.<events topic>.0`. Every processor of one deployment
+    /// must use the same, so a new owner fences the old one.
+    pub transactional_id: Option<String>,
 }
 
 impl Default for ProcessorSettings {
@@ -101,7 +110,9 @@ impl Default for ProcessorSettings {
         Self {
             group_id: "ioc-processor".into(),
             max_in_flight: 4096,
-            session_timeout_ms: 10_000,
+            session_timeout_ms: 6_000,
+            commit_interval_ms: 5,
+            transactional_id: None,
         }
     }
 }
@@ -254,6 +265,12 @@ impl Config {
             bail!(
                 "processor.session_timeout_ms must be within 1000..=300000, got {}",
                 self.processor.session_timeout_ms
+            );
+        }
+        if !(1..=10_000).contains(&self.processor.commit_interval_ms) {
+            bail!(
+                "processor.commit_interval_ms must be within 1..=10000, got {}",
+                self.processor.commit_interval_ms
             );
         }
         if self.processor.max_in_flight == 0 {
