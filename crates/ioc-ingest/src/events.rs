@@ -7,7 +7,7 @@
 //!   the broker is unreachable (screens show STALE).
 
 use std::sync::Arc;
-use std::time::Duration;
+use std::time::{Duration, Instant};
 
 use ioc_model::{OutputEvent, Timestamp};
 use rdkafka::consumer::{BaseConsumer, Consumer, StreamConsumer};
@@ -15,6 +15,7 @@ use rdkafka::message::{Headers, Message};
 use rdkafka::{Offset, TopicPartitionList};
 use tokio_util::sync::CancellationToken;
 
+use crate::client::KafkaContext;
 use crate::metrics_names as metric;
 use crate::{IngestError, KafkaSettings};
 
@@ -43,6 +44,31 @@ fn reader_config(kafka: &KafkaSettings) -> rdkafka::ClientConfig {
         .set("enable.auto.commit", "false")
         .set("enable.auto.offset.store", "false");
     c
+}
+
+/// Watermarks of partition 0 of `topic`, asked in short slices: between two
+/// the consumer is polled, which serves librdkafka's error callback, and a
+/// failure of authentication or TLS that it recorded ends the wait at once,
+/// instead of after `timeout` with "AllBrokersDown" (see [`crate::client`]).
+fn watermarks(
+    consumer: &BaseConsumer<KafkaContext>,
+    topic: &str,
+    timeout: Duration,
+) -> Result<(i64, i64), IngestError> {
+    let deadline = Instant::now() + timeout;
+    loop {
+        let asked = consumer.fetch_watermarks(topic, 0, Duration::from_millis(500));
+        // Nothing is assigned: this only serves queued events (errors).
+        let _ = consumer.poll(Duration::ZERO);
+        if let Some(failure) = consumer.context().watch().failure() {
+            return Err(IngestError::Connection(failure));
+        }
+        match asked {
+            Ok(w) => return Ok(w),
+            Err(e) if Instant::now() >= deadline => return Err(e.into()),
+            Err(_) => {}
+        }
+    }
 }
 
 /// Header naming the input an output event came from (its dedupe key, or
@@ -101,8 +127,9 @@ impl RecoveredLog {
 /// Reads the whole output log (partition 0) as it is now. Blocking: call it
 /// from `spawn_blocking` or before the runtime is busy.
 pub fn read_all_events(kafka: &KafkaSettings, topic: &str) -> Result<RecoveredLog, IngestError> {
-    let consumer: BaseConsumer = reader_config(kafka).create()?;
-    let (low, high) = consumer.fetch_watermarks(topic, 0, Duration::from_secs(30))?;
+    let consumer: BaseConsumer<KafkaContext> =
+        reader_config(kafka).create_with_context(kafka.context("recovery reader"))?;
+    let (low, high) = watermarks(&consumer, topic, Duration::from_secs(30))?;
     let mut records = Vec::with_capacity(usize::try_from(high - low).unwrap_or(0));
     if high <= low {
         return Ok(RecoveredLog::default());
@@ -112,7 +139,11 @@ pub fn read_all_events(kafka: &KafkaSettings, topic: &str) -> Result<RecoveredLo
     consumer.assign(&tpl)?;
     let deadline = std::time::Instant::now() + Duration::from_secs(300);
     while std::time::Instant::now() < deadline {
-        let Some(msg) = consumer.poll(Duration::from_millis(500)) else {
+        let polled = consumer.poll(Duration::from_millis(500));
+        if let Some(failure) = kafka.watch.failure() {
+            return Err(IngestError::Connection(failure));
+        }
+        let Some(msg) = polled else {
             continue;
         };
         let msg = msg?;
@@ -152,16 +183,16 @@ pub async fn run_events_reader(
     hooks: Arc<dyn EventsReaderHooks>,
     shutdown: CancellationToken,
 ) -> Result<(), IngestError> {
-    let consumer: StreamConsumer = reader_config(&kafka).create()?;
-    let probe: Arc<BaseConsumer> = Arc::new(reader_config(&kafka).create()?);
+    let consumer: StreamConsumer<KafkaContext> =
+        reader_config(&kafka).create_with_context(kafka.context("events reader"))?;
+    let probe: Arc<BaseConsumer<KafkaContext>> =
+        Arc::new(reader_config(&kafka).create_with_context(kafka.context("events reader probe"))?);
     let high_at_start = {
         let (probe, topic) = (Arc::clone(&probe), topic.clone());
-        tokio::task::spawn_blocking(move || {
-            probe.fetch_watermarks(&topic, 0, Duration::from_secs(30))
-        })
-        .await
-        .map_err(|e| IngestError::Embedded(e.to_string()))??
-        .1
+        tokio::task::spawn_blocking(move || watermarks(&probe, &topic, Duration::from_secs(30)))
+            .await
+            .map_err(|e| IngestError::Embedded(e.to_string()))??
+            .1
     };
     let mut tpl = TopicPartitionList::new();
     tpl.add_partition_offset(&topic, 0, Offset::Beginning)?;
@@ -183,7 +214,10 @@ pub async fn run_events_reader(
                 }
                 let (p, t) = (Arc::clone(&probe), topic.clone());
                 let ok = tokio::task::spawn_blocking(move || {
-                    p.fetch_watermarks(&t, 0, Duration::from_secs(3)).is_ok()
+                    let ok = p.fetch_watermarks(&t, 0, Duration::from_secs(3)).is_ok();
+                    // Serves the probe's error callback (and empties its queue).
+                    let _ = p.poll(Duration::ZERO);
+                    ok
                 })
                 .await
                 .unwrap_or(false);

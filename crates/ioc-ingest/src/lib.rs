@@ -8,12 +8,14 @@
 //! stored offsets. Redelivered inputs are deduplicated by the engine.
 
 mod acks;
+mod client;
 mod embedded;
 mod events;
 pub mod metrics_names;
 mod processor;
 mod settings;
 
+pub use crate::client::{ConnectionFailure, ConnectionWatch, KafkaContext};
 pub use crate::embedded::EmbeddedBroker;
 pub use crate::events::{
     read_all_events, run_events_reader, EventsReaderHooks, RecoveredLog, BATCH_END_HEADER,
@@ -34,4 +36,7 @@ pub enum IngestError {
     Delivery { topic: String, reason: String },
     #[error("corrupt output log: {0}")]
     CorruptLog(String),
+    /// The broker refused the connection as configured (credentials, TLS).
+    #[error(transparent)]
+    Connection(#[from] ConnectionFailure),
 }

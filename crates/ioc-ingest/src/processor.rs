@@ -22,7 +22,7 @@ use std::time::{Duration, Instant};
 use base64::Engine as _;
 use ioc_engine::Engine;
 use ioc_model::{decode_input, DeadLetter, OutputEvent, Timestamp, Topics};
-use rdkafka::consumer::{CommitMode, Consumer, StreamConsumer};
+use rdkafka::consumer::{CommitMode, Consumer};
 use rdkafka::error::KafkaError;
 use rdkafka::message::{Header, Message, OwnedHeaders};
 use rdkafka::producer::{BaseRecord, Producer, ThreadedProducer};
@@ -32,8 +32,13 @@ use rdkafka::{Offset, TopicPartitionList};
 use tokio_util::sync::CancellationToken;
 
 use crate::acks::{AckContext, InputOffset, SharedTracker};
+use crate::client::KafkaContext;
 use crate::metrics_names as metric;
 use crate::{IngestError, KafkaSettings};
+
+/// The processor's consumer, with the client context of every Kafka client
+/// of the process (errors logged, authentication and TLS failures recorded).
+type StreamConsumer = rdkafka::consumer::StreamConsumer<KafkaContext>;
 
 /// Processor settings.
 #[derive(Debug, Clone)]
@@ -397,7 +402,7 @@ fn input_consumer(config: &ProcessorConfig) -> Result<StreamConsumer, IngestErro
             "heartbeat.interval.ms",
             (config.session_timeout_ms / 5).max(100).to_string(),
         )
-        .create()?)
+        .create_with_context(config.kafka.context("processor consumer"))?)
 }
 
 /// Runs the processor until `shutdown` is cancelled or a delivery fails.
@@ -415,6 +420,7 @@ pub async fn run_processor(
         .producer_config()
         .create_with_context(AckContext {
             shared: Arc::clone(&acks),
+            client: config.kafka.context("processor producer"),
         })?;
     let inputs = config.topics.inputs();
     consumer.subscribe(&inputs)?;

@@ -6,6 +6,8 @@ use std::collections::BTreeMap;
 use rdkafka::ClientConfig;
 use serde::{Deserialize, Serialize};
 
+use crate::client::{ConnectionWatch, KafkaContext};
+
 /// How to reach the cluster.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
 #[serde(default, deny_unknown_fields)]
@@ -15,14 +17,15 @@ pub struct KafkaSettings {
     /// Extra librdkafka properties for every client (`security.protocol`,
     /// `sasl.mechanisms`, `ssl.ca.location`, ...).
     pub properties: BTreeMap<String, String>,
+    /// Where every client made from these settings (and their clones)
+    /// records a failure of authentication or TLS (see [`crate::client`]).
+    #[serde(skip)]
+    pub watch: ConnectionWatch,
 }
 
 impl Default for KafkaSettings {
     fn default() -> Self {
-        Self {
-            brokers: "127.0.0.1:9092".into(),
-            properties: BTreeMap::new(),
-        }
+        Self::new("127.0.0.1:9092")
     }
 }
 
@@ -32,7 +35,15 @@ impl KafkaSettings {
         Self {
             brokers: brokers.into(),
             properties: BTreeMap::new(),
+            watch: ConnectionWatch::default(),
         }
+    }
+
+    /// The context for one client (`client` names it in the log): its
+    /// errors are logged, and its unfixable connection failures recorded
+    /// in [`KafkaSettings::watch`].
+    pub fn context(&self, client: &'static str) -> KafkaContext {
+        KafkaContext::new(client, self.watch.clone())
     }
 
     /// A client config with the brokers and pass-through properties set.

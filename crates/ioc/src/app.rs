@@ -15,8 +15,8 @@ use futures::FutureExt;
 use ioc_engine::Engine;
 use ioc_gateway::{CommandSink, Gateway, GatewayConfig};
 use ioc_ingest::{
-    read_all_events, run_events_reader, run_processor, EventsReaderHooks, KafkaSettings,
-    ProcessorConfig, ProcessorStatus,
+    read_all_events, run_events_reader, run_processor, EventsReaderHooks, KafkaContext,
+    KafkaSettings, ProcessorConfig, ProcessorStatus,
 };
 use ioc_model::{Command, CommandOp, OutputEvent, Topics};
 use ioc_router::Zones;
@@ -63,7 +63,7 @@ impl std::fmt::Debug for System {
 /// Writes operator commands to `ioc.commands`; resolves once Kafka has
 /// acknowledged them.
 struct KafkaCommandSink {
-    producer: FutureProducer,
+    producer: FutureProducer<KafkaContext>,
     topic: String,
 }
 
@@ -186,10 +186,25 @@ pub async fn start(config: &Config, opts: StartOptions) -> anyhow::Result<System
     drop(log);
 
     let fatal = CancellationToken::new();
+    // A client of the process meeting refused credentials or a failed TLS
+    // handshake later (a revoked password, an expired certificate) stops
+    // it too: retrying cannot heal that, and screens would freeze.
+    {
+        let (watch, fatal) = (kafka.watch.clone(), fatal.clone());
+        tokio::spawn(async move {
+            tokio::select! {
+                failure = watch.failed() => {
+                    tracing::error!(error = %failure, "kafka connection refused as configured: stopping");
+                    fatal.cancel();
+                }
+                _ = fatal.cancelled() => {}
+            }
+        });
+    }
     let commands: Arc<dyn CommandSink> = Arc::new(KafkaCommandSink {
         producer: kafka
             .producer_config()
-            .create()
+            .create_with_context(kafka.context("command producer"))
             .context("command producer")?,
         topic: topics.commands.clone(),
     });
@@ -322,16 +337,16 @@ pub fn spawn_simulator(
 pub fn simulator_clients(
     kafka: &KafkaSettings,
     topics: &Topics,
-) -> anyhow::Result<(FutureProducer, StreamConsumer)> {
-    let producer: FutureProducer = kafka
+) -> anyhow::Result<(FutureProducer<KafkaContext>, StreamConsumer<KafkaContext>)> {
+    let producer: FutureProducer<KafkaContext> = kafka
         .producer_config()
-        .create()
+        .create_with_context(kafka.context("simulator producer"))
         .context("simulator producer")?;
-    let consumer: StreamConsumer = kafka
+    let consumer: StreamConsumer<KafkaContext> = kafka
         .consumer_config()
         .set("group.id", "ioc-simulator")
         .set("enable.auto.commit", "false")
-        .create()
+        .create_with_context(kafka.context("simulator consumer"))
         .context("simulator consumer")?;
     let mut tpl = TopicPartitionList::new();
     tpl.add_partition_offset(&topics.events, 0, Offset::End)?;
