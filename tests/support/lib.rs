@@ -20,6 +20,8 @@ use tokio::net::TcpStream;
 use tokio_tungstenite::tungstenite::Message as WsMessage;
 use tokio_tungstenite::{MaybeTlsStream, WebSocketStream};
 
+pub mod secure;
+
 /// Secret used by the tests' gateway.
 pub const SECRET: &str = "integration-test-secret-0123456789";
 

@@ -19,10 +19,13 @@
 use std::collections::VecDeque;
 use std::sync::{Arc, Mutex, MutexGuard};
 
+use rdkafka::error::KafkaError;
 use rdkafka::producer::{DeliveryResult, ProducerContext};
 use rdkafka::ClientContext;
 use tokio::sync::Notify;
 use tokio_util::sync::CancellationToken;
+
+use crate::client::KafkaContext;
 
 /// Where an input came from: its offset is stored once it is complete.
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -164,12 +167,18 @@ impl SharedTracker {
     }
 }
 
-/// Producer context: counts delivery reports against their input's ticket.
+/// Producer context: counts delivery reports against their input's ticket;
+/// its client errors are those of every client ([`KafkaContext`]).
 pub struct AckContext {
     pub shared: Arc<SharedTracker>,
+    pub client: KafkaContext,
 }
 
-impl ClientContext for AckContext {}
+impl ClientContext for AckContext {
+    fn error(&self, error: KafkaError, reason: &str) {
+        self.client.error(error, reason);
+    }
+}
 
 impl ProducerContext for AckContext {
     /// The input's ticket (a plain integer: no allocation per message).

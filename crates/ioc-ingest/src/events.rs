@@ -7,7 +7,7 @@
 //!   the broker is unreachable (screens show STALE).
 
 use std::sync::Arc;
-use std::time::Duration;
+use std::time::{Duration, Instant};
 
 use ioc_model::{OutputEvent, Timestamp};
 use rdkafka::consumer::{BaseConsumer, Consumer, StreamConsumer};
@@ -15,6 +15,7 @@ use rdkafka::message::{Headers, Message};
 use rdkafka::{Offset, TopicPartitionList};
 use tokio_util::sync::CancellationToken;
 
+use crate::client::KafkaContext;
 use crate::metrics_names as metric;
 use crate::{IngestError, KafkaSettings};
 
@@ -35,25 +36,6 @@ pub trait EventsReaderHooks: Send + Sync + 'static {
     fn on_broker_stale(&self, stale: bool);
 }
 
-/// Context of the readers: librdkafka also raises each end of partition as
-/// an error event, which the default context logs as an error; here it is
-/// what the reader waits for, not a fault.
-pub struct ReaderContext;
-
-impl rdkafka::ClientContext for ReaderContext {
-    fn error(&self, error: rdkafka::error::KafkaError, reason: &str) {
-        match error {
-            rdkafka::error::KafkaError::PartitionEOF(_)
-            | rdkafka::error::KafkaError::Global(rdkafka::types::RDKafkaErrorCode::PartitionEOF) => {
-                tracing::trace!(reason, "end of partition")
-            }
-            e => tracing::error!(error = %e, reason, "kafka client error"),
-        }
-    }
-}
-
-impl rdkafka::consumer::ConsumerContext for ReaderContext {}
-
 fn reader_config(kafka: &KafkaSettings) -> rdkafka::ClientConfig {
     let mut c = kafka.consumer_config();
     // No group membership: the reader assigns partitions itself and never
@@ -68,6 +50,40 @@ fn reader_config(kafka: &KafkaSettings) -> rdkafka::ClientConfig {
         .set("isolation.level", "read_committed")
         .set("enable.partition.eof", "true");
     c
+}
+
+/// Watermarks of partition 0 of `topic`, asked in short slices: between two
+/// the consumer is polled, which serves librdkafka's error callback, and a
+/// failure of authentication or TLS that it recorded ends the wait at once,
+/// instead of after `timeout` with "AllBrokersDown" (see [`crate::client`]).
+fn watermarks(
+    consumer: &BaseConsumer<KafkaContext>,
+    topic: &str,
+    timeout: Duration,
+) -> Result<(i64, i64), IngestError> {
+    let deadline = Instant::now() + timeout;
+    loop {
+        let asked = consumer.fetch_watermarks(topic, 0, Duration::from_millis(500));
+        // Nothing is assigned: this only serves queued events (errors).
+        let _ = consumer.poll(Duration::ZERO);
+        if let Some(failure) = consumer.context().watch().failure() {
+            return Err(IngestError::Connection(failure));
+        }
+        match asked {
+            Ok(w) => return Ok(w),
+            Err(e) if Instant::now() >= deadline => return Err(e.into()),
+            Err(_) => {}
+        }
+    }
+}
+
+/// Reaches the cluster as every reader does and reads the output log's
+/// watermarks: refused credentials or an untrusted broker certificate end
+/// it within a second, with the error naming the setting. Blocking.
+pub fn check_connection(kafka: &KafkaSettings, topic: &str) -> Result<(), IngestError> {
+    let consumer: BaseConsumer<KafkaContext> =
+        reader_config(kafka).create_with_context(kafka.context("connection check"))?;
+    watermarks(&consumer, topic, Duration::from_secs(30)).map(|_| ())
 }
 
 /// Header naming the input an output event came from (its dedupe key, or
@@ -129,17 +145,21 @@ impl RecoveredLog {
 /// after `init_transactions` fenced every other writer, so the end it reads
 /// to is final.
 pub fn read_all_events(kafka: &KafkaSettings, topic: &str) -> Result<RecoveredLog, IngestError> {
-    let consumer: BaseConsumer<ReaderContext> =
-        reader_config(kafka).create_with_context(ReaderContext)?;
+    let consumer: BaseConsumer<KafkaContext> =
+        reader_config(kafka).create_with_context(kafka.context("recovery reader"))?;
     // A size hint only: whatever ListOffsets says, the fetches decide.
-    let (low, high) = consumer.fetch_watermarks(topic, 0, Duration::from_secs(30))?;
+    let (low, high) = watermarks(&consumer, topic, Duration::from_secs(30))?;
     let mut records = Vec::with_capacity(usize::try_from(high - low).unwrap_or(0));
     let mut tpl = TopicPartitionList::new();
     tpl.add_partition_offset(topic, 0, Offset::Beginning)?;
     consumer.assign(&tpl)?;
     let deadline = std::time::Instant::now() + Duration::from_secs(300);
     while std::time::Instant::now() < deadline {
-        let msg = match consumer.poll(Duration::from_millis(500)) {
+        let polled = consumer.poll(Duration::from_millis(500));
+        if let Some(failure) = kafka.watch.failure() {
+            return Err(IngestError::Connection(failure));
+        }
+        let msg = match polled {
             None => continue,
             Some(Err(rdkafka::error::KafkaError::PartitionEOF(_))) => {
                 return Ok(RecoveredLog::from_records(records));
@@ -181,13 +201,13 @@ pub async fn run_events_reader(
     hooks: Arc<dyn EventsReaderHooks>,
     shutdown: CancellationToken,
 ) -> Result<(), IngestError> {
-    let consumer: StreamConsumer<ReaderContext> =
-        reader_config(&kafka).create_with_context(ReaderContext)?;
+    let consumer: StreamConsumer<KafkaContext> =
+        reader_config(&kafka).create_with_context(kafka.context("events reader"))?;
     // The probe reads nothing: no end-of-partition events for it.
-    let probe: Arc<BaseConsumer> = Arc::new(
+    let probe: Arc<BaseConsumer<KafkaContext>> = Arc::new(
         reader_config(&kafka)
             .set("enable.partition.eof", "false")
-            .create()?,
+            .create_with_context(kafka.context("events reader probe"))?,
     );
     let mut tpl = TopicPartitionList::new();
     tpl.add_partition_offset(&topic, 0, Offset::Beginning)?;
@@ -229,7 +249,10 @@ pub async fn run_events_reader(
                 }
                 let (p, t) = (Arc::clone(&probe), topic.clone());
                 let answered = tokio::task::spawn_blocking(move || {
-                    p.fetch_watermarks(&t, 0, Duration::from_secs(3)).is_ok()
+                    let ok = p.fetch_watermarks(&t, 0, Duration::from_secs(3)).is_ok();
+                    // Serves the probe's error callback (and empties its queue).
+                    let _ = p.poll(Duration::ZERO);
+                    ok
                 })
                 .await
                 .unwrap_or(false);

@@ -9,6 +9,7 @@
 //! transaction's inputs are consumed again and re-emit the same events.
 
 mod acks;
+mod client;
 mod embedded;
 mod events;
 mod health;
@@ -17,10 +18,11 @@ pub mod ownership;
 mod processor;
 mod settings;
 
+pub use crate::client::{ConnectionFailure, ConnectionWatch, KafkaContext};
 pub use crate::embedded::EmbeddedBroker;
 pub use crate::events::{
-    read_all_events, run_events_reader, EventsReaderHooks, RecoveredLog, BATCH_END_HEADER,
-    CAUSE_HEADER,
+    check_connection, read_all_events, run_events_reader, EventsReaderHooks, RecoveredLog,
+    BATCH_END_HEADER, CAUSE_HEADER,
 };
 
 pub use crate::processor::{
@@ -39,6 +41,11 @@ pub enum IngestError {
     Delivery { topic: String, reason: String },
     #[error("corrupt output log: {0}")]
     CorruptLog(String),
+    #[error("the broker does not support transactions ({0}): set processor.exactly_once = false to run on it, without fencing")]
+    NoTransactions(String),
     #[error("cannot start a thread: {0}")]
     Thread(#[from] std::io::Error),
+    /// The broker refused the connection as configured (credentials, TLS).
+    #[error(transparent)]
+    Connection(#[from] ConnectionFailure),
 }

@@ -25,6 +25,7 @@ use rdkafka::ClientContext;
 use tokio::sync::Notify;
 use tokio_util::sync::CancellationToken;
 
+use crate::client::KafkaContext;
 use crate::IngestError;
 
 /// The lease as the group last said it.
@@ -84,9 +85,19 @@ impl Lease {
 pub struct LeaseContext {
     lease: Arc<Lease>,
     topic: String,
+    /// Errors and log lines as every client of the process reports them.
+    client: KafkaContext,
 }
 
-impl ClientContext for LeaseContext {}
+impl ClientContext for LeaseContext {
+    fn error(&self, error: rdkafka::error::KafkaError, reason: &str) {
+        self.client.error(error, reason);
+    }
+
+    fn log(&self, level: rdkafka::config::RDKafkaLogLevel, fac: &str, message: &str) {
+        self.client.log(level, fac, message);
+    }
+}
 
 impl ConsumerContext for LeaseContext {
     fn commit_callback(
@@ -140,6 +151,7 @@ pub type LeaseConsumer = BaseConsumer<LeaseContext>;
 /// session timeout.
 pub fn join(
     mut config: rdkafka::ClientConfig,
+    client: KafkaContext,
     topic: &str,
     shutdown: CancellationToken,
 ) -> Result<(Arc<Lease>, Arc<LeaseConsumer>), IngestError> {
@@ -151,6 +163,7 @@ pub fn join(
     let consumer: LeaseConsumer = config.create_with_context(LeaseContext {
         lease: Arc::clone(&lease),
         topic: topic.to_string(),
+        client,
     })?;
     consumer.subscribe(&[topic])?;
     let consumer = Arc::new(consumer);

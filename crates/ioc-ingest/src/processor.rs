@@ -48,6 +48,7 @@ use rdkafka::{Offset, TopicPartitionList};
 use tokio_util::sync::CancellationToken;
 
 use crate::acks::{AckContext, InputOffset, SharedTracker};
+use crate::client::KafkaContext;
 use crate::events::RecoveredLog;
 use crate::health::spawn_lag_watch;
 use crate::metrics_names as metric;
@@ -80,6 +81,13 @@ pub struct ProcessorConfig {
     /// The producer's `transactional.id`: the same for every processor of
     /// the deployment, so that a new owner fences the old one.
     pub transactional_id: String,
+    /// Outputs and offsets in Kafka transactions (fencing, nothing of an
+    /// aborted attempt visible). False for a broker without transactions
+    /// (Tansu 0.6 answers no EndTxn): outputs are flushed and offsets
+    /// committed through the group at each commit, at least once, deduped
+    /// by seq and input id as before; the lease and the frozen-process
+    /// check are then the only fence.
+    pub exactly_once: bool,
 }
 
 impl ProcessorConfig {
@@ -95,6 +103,7 @@ impl ProcessorConfig {
             session_timeout_ms: 6_000,
             commit_interval: Duration::from_millis(5),
             transactional_id,
+            exactly_once: true,
         }
     }
 }
@@ -139,7 +148,7 @@ pub type Restore = Arc<dyn Fn(&RecoveredLog) -> Engine + Send + Sync>;
 
 /// The processor's consumer of its inputs: assigned by hand, never
 /// committing by itself (offsets go into the transactions).
-pub type InputConsumer = StreamConsumer;
+pub type InputConsumer = StreamConsumer<KafkaContext>;
 
 /// The processor's producer: transactional, delivery reports counted per
 /// input ticket (in-flight counts and failed deliveries).
@@ -159,6 +168,8 @@ enum Ended {
     Fenced(String),
     /// Something failed that a fresh session repairs.
     Rebuild(String),
+    /// The broker cannot do what the configuration asks.
+    Unsupported(String),
 }
 
 /// Runs the processor until `shutdown` is cancelled or a fatal error: on
@@ -181,6 +192,7 @@ pub async fn run_processor(
                 heartbeat_ms(config.session_timeout_ms).to_string(),
             )
             .clone(),
+        config.kafka.context("processor lease"),
         &config.topics.events,
         lease_token.clone(),
     )?;
@@ -222,6 +234,7 @@ pub async fn run_processor(
         status.stalled.store(false, Ordering::Relaxed);
         match ended? {
             Ended::Shutdown => return Ok(()),
+            Ended::Unsupported(reason) => return Err(IngestError::NoTransactions(reason)),
             Ended::LeaseLost => {
                 tracing::warn!("the output log's lease moved to another processor: standing by");
             }
@@ -259,6 +272,9 @@ fn heartbeat_ms(session_timeout_ms: u64) -> u64 {
 /// aborts it at once, in `init_transactions`).
 fn transactional_config(config: &ProcessorConfig) -> rdkafka::ClientConfig {
     let mut c = config.kafka.producer_config();
+    if !config.exactly_once {
+        return c;
+    }
     let given = |k: &str| config.kafka.properties.contains_key(k);
     if !given("transaction.timeout.ms") {
         c.set("transaction.timeout.ms", "60000");
@@ -282,7 +298,7 @@ fn input_consumer(config: &ProcessorConfig) -> Result<InputConsumer, IngestError
         .set("enable.auto.offset.store", "false")
         .set("auto.offset.reset", "earliest")
         .set("isolation.level", "read_committed")
-        .create()?)
+        .create_with_context(config.kafka.context("processor consumer"))?)
 }
 
 /// Assigns every partition of the inputs from the group's committed
@@ -338,7 +354,9 @@ fn judge(what: &str, e: &KafkaError) -> Ended {
         }
         _ => false,
     };
-    if fenced {
+    if e.to_string().contains("not supported by broker") {
+        Ended::Unsupported(format!("{what}: {e}"))
+    } else if fenced {
         Ended::Fenced(format!("{what}: {e}"))
     } else {
         Ended::Rebuild(format!("{what}: {e}"))
@@ -395,10 +413,11 @@ async fn run_owned(
     let producer: Arc<TxnProducer> = Arc::new(transactional_config(config).create_with_context(
         AckContext {
             shared: Arc::clone(&acks),
+            client: config.kafka.context("processor producer"),
         },
     )?);
     let started = Instant::now();
-    {
+    if config.exactly_once {
         let p = Arc::clone(&producer);
         if let Err(e) = blocking(move || p.init_transactions(TXN_TIMEOUT)).await {
             return Ok(judge("init_transactions", &e));
@@ -435,8 +454,10 @@ async fn run_owned(
             Err(e) => return Ok(Ended::Rebuild(format!("assigning the inputs: {e}"))),
         }
     };
-    if let Err(e) = producer.begin_transaction() {
-        return Ok(judge("begin_transaction", &e));
+    if config.exactly_once {
+        if let Err(e) = producer.begin_transaction() {
+            return Ok(judge("begin_transaction", &e));
+        }
     }
     status.last_seq.store(engine.last_seq(), Ordering::Relaxed);
     status.running.store(true, Ordering::Relaxed);
@@ -556,7 +577,7 @@ async fn run_owned(
             }
         }
     };
-    if !matches!(ended, Ended::Shutdown) {
+    if config.exactly_once && !matches!(ended, Ended::Shutdown) {
         // Nothing of the open transaction becomes visible; its inputs come
         // again in the next session. A fenced producer cannot abort (the
         // broker already did).
@@ -736,6 +757,31 @@ impl Session<'_> {
                 return Err(Ended::Rebuild(format!("offsets of the transaction: {e}")));
             }
         }
+        if self.config.exactly_once {
+            self.commit_transaction(tpl, lease, lease_consumer).await?;
+        } else {
+            // Every output acknowledged; then the offsets, through the group.
+            let p = Arc::clone(self.producer);
+            if let Err(e) = blocking(move || p.flush(TXN_TIMEOUT)).await {
+                return Err(Ended::Rebuild(format!("flush: {e}")));
+            }
+            if self.acks.failed.is_cancelled() {
+                let reason = self.acks.lock().failure().map(|f| f.reason.clone());
+                return Err(Ended::Rebuild(format!("delivery failed: {reason:?}")));
+            }
+        }
+        self.merge_committed();
+        Ok(())
+    }
+
+    /// Sends the offsets to the open transaction, commits it and begins the
+    /// next.
+    async fn commit_transaction(
+        &mut self,
+        tpl: TopicPartitionList,
+        lease: &Lease,
+        lease_consumer: &Arc<LeaseConsumer>,
+    ) -> Result<(), Ended> {
         let group = self.group_metadata(lease, lease_consumer).await?;
         let tpl = Arc::new(tpl);
         let mut attempt = 0;
@@ -757,6 +803,7 @@ impl Session<'_> {
                 Ok(()) => break,
                 Err(e) if retriable(&e) && attempt < 5 => {
                     tracing::warn!(error = %e, attempt, "commit retried");
+                    tokio::time::sleep(Duration::from_millis(100 * attempt)).await;
                 }
                 Err(e) => return Err(judge("commit_transaction", &e)),
             }
@@ -764,6 +811,12 @@ impl Session<'_> {
         if let Err(e) = self.producer.begin_transaction() {
             return Err(judge("begin_transaction", &e));
         }
+        Ok(())
+    }
+
+    /// Records the offsets of the committed inputs, to be committed through
+    /// the group, and counts them handled.
+    fn merge_committed(&mut self) {
         // The same offsets once more through the group membership, now and
         // then: librdkafka's mock cluster accepts the offsets sent to a
         // transaction but never stores them (its TxnOffsetCommit only
@@ -789,7 +842,6 @@ impl Session<'_> {
         self.meters.offsets_stored.increment(n);
         self.meters.transactions.increment(1);
         self.txn = Txn::default();
-        Ok(())
     }
 }
 

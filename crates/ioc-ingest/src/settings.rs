@@ -6,6 +6,8 @@ use std::collections::BTreeMap;
 use rdkafka::ClientConfig;
 use serde::{Deserialize, Serialize};
 
+use crate::client::{ConnectionWatch, KafkaContext};
+
 /// How to reach the cluster.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
 #[serde(default, deny_unknown_fields)]
@@ -15,14 +17,15 @@ pub struct KafkaSettings {
     /// Extra librdkafka properties for every client (`security.protocol`,
     /// `sasl.mechanisms`, `ssl.ca.location`, ...).
     pub properties: BTreeMap<String, String>,
+    /// Where every client made from these settings (and their clones)
+    /// records a failure of authentication or TLS (see [`crate::client`]).
+    #[serde(skip)]
+    pub watch: ConnectionWatch,
 }
 
 impl Default for KafkaSettings {
     fn default() -> Self {
-        Self {
-            brokers: "127.0.0.1:9092".into(),
-            properties: BTreeMap::new(),
-        }
+        Self::new("127.0.0.1:9092")
     }
 }
 
@@ -40,7 +43,15 @@ impl KafkaSettings {
         Self {
             brokers: brokers.into(),
             properties: BTreeMap::new(),
+            watch: ConnectionWatch::default(),
         }
+    }
+
+    /// The context for one client (`client` names it in the log): its
+    /// errors are logged, and its unfixable connection failures recorded
+    /// in [`KafkaSettings::watch`].
+    pub fn context(&self, client: &'static str) -> KafkaContext {
+        KafkaContext::new(client, self.watch.clone())
     }
 
     /// A client config with the brokers, the defaults of every client and
@@ -91,23 +102,75 @@ impl KafkaSettings {
 #[cfg(test)]
 mod tests {
     use super::*;
+    use crate::acks::AckContext;
+    use rdkafka::consumer::{BaseConsumer, StreamConsumer};
+    use rdkafka::producer::{FutureProducer, ThreadedProducer};
 
-    #[test]
-    fn tls_and_sasl_properties_reach_every_client() {
+    fn secure(mechanism: &str, ca: &str) -> KafkaSettings {
         let mut k = KafkaSettings::new("kafka-1:9093");
-        k.properties
-            .insert("security.protocol".into(), "SASL_SSL".into());
-        k.properties
-            .insert("sasl.mechanisms".into(), "SCRAM-SHA-512".into());
-        // An operator may also override one of our defaults.
-        k.properties.insert("fetch.wait.max.ms".into(), "50".into());
-        for c in [k.client_config(), k.producer_config(), k.consumer_config()] {
-            assert_eq!(c.get("bootstrap.servers"), Some("kafka-1:9093"));
-            assert_eq!(c.get("security.protocol"), Some("SASL_SSL"));
-            assert_eq!(c.get("sasl.mechanisms"), Some("SCRAM-SHA-512"));
+        for (key, value) in [
+            ("security.protocol", "SASL_SSL"),
+            ("sasl.mechanisms", mechanism),
+            ("sasl.username", "ioc"),
+            ("sasl.password", "not-a-real-secret"),
+            ("ssl.ca.location", ca),
+        ] {
+            k.properties.insert(key.into(), value.into());
         }
-        assert_eq!(k.consumer_config().get("fetch.wait.max.ms"), Some("50"));
-        assert_eq!(k.producer_config().get("enable.idempotence"), Some("true"));
-        assert_eq!(k.producer_config().get("acks"), Some("all"));
+        k
     }
+
+    /// The clients are created, not only configured: librdkafka refuses
+    /// `SASL_SSL` at creation when built without TLS, a SCRAM mechanism
+    /// without OpenSSL, and reads the CA file then (so a missing one fails
+    /// here). No broker is needed: creation does not connect.
+    /// (A runtime, because a `StreamConsumer` spawns its waker task.)
+    #[tokio::test]
+    async fn tls_and_sasl_clients_are_created_with_every_mechanism() {
+        let ca = std::env::temp_dir().join(format!("ioc-settings-ca-{}.pem", std::process::id()));
+        std::fs::write(&ca, TEST_CA_PEM).unwrap();
+        let ca_path = ca.to_str().unwrap();
+        for mechanism in ["SCRAM-SHA-512", "SCRAM-SHA-256", "PLAIN"] {
+            let mut k = secure(mechanism, ca_path);
+            // An operator may also override one of our defaults.
+            k.properties.insert("fetch.wait.max.ms".into(), "50".into());
+            let consumer = k.consumer_config().set("group.id", "t").clone();
+            assert_eq!(consumer.get("fetch.wait.max.ms"), Some("50"));
+            let native = consumer.create_native_config().unwrap();
+            assert_eq!(native.get("sasl.mechanisms").unwrap(), mechanism);
+            assert_eq!(native.get("security.protocol").unwrap(), "sasl_ssl");
+            let _: BaseConsumer<KafkaContext> = consumer
+                .create_with_context(k.context("test consumer"))
+                .unwrap_or_else(|e| panic!("{mechanism} consumer: {e}"));
+            let _: StreamConsumer<KafkaContext> = consumer
+                .create_with_context(k.context("test stream consumer"))
+                .unwrap_or_else(|e| panic!("{mechanism} stream consumer: {e}"));
+            let producer = k.producer_config();
+            assert_eq!(producer.get("enable.idempotence"), Some("true"));
+            assert_eq!(producer.get("acks"), Some("all"));
+            let _: FutureProducer<KafkaContext> = producer
+                .create_with_context(k.context("test producer"))
+                .unwrap_or_else(|e| panic!("{mechanism} producer: {e}"));
+            // The processor's producer, with its delivery-tracking context.
+            let _: ThreadedProducer<AckContext> = producer
+                .create_with_context(AckContext {
+                    shared: Default::default(),
+                    client: k.context("test processor producer"),
+                })
+                .unwrap_or_else(|e| panic!("{mechanism} processor producer: {e}"));
+        }
+        std::fs::remove_file(&ca).ok();
+
+        let missing = secure("SCRAM-SHA-512", "/nonexistent/ioc-ca.pem");
+        let err = missing
+            .producer_config()
+            .create_with_context::<_, FutureProducer<KafkaContext>>(missing.context("p"))
+            .err()
+            .expect("a CA file that does not exist fails at creation");
+        assert!(err.to_string().contains("ssl.ca.location"), "{err}");
+    }
+
+    /// A throwaway self-signed CA certificate (made with `openssl req
+    /// -x509`), only parsed, never trusted for anything.
+    const TEST_CA_PEM: &str = include_str!("../tests/data/test-ca.pem");
 }

@@ -15,10 +15,11 @@ use std::time::Duration;
 use futures::stream::FuturesUnordered;
 use futures::StreamExt;
 use ioc_model::{InputKind, OutputEvent, Timestamp, Topics};
-use rdkafka::consumer::StreamConsumer;
+use rdkafka::consumer::{ConsumerContext, StreamConsumer};
 use rdkafka::error::{KafkaError, RDKafkaErrorCode};
 use rdkafka::message::Message;
 use rdkafka::producer::{DeliveryFuture, FutureProducer, FutureRecord};
+use rdkafka::ClientContext;
 use tokio::time::{Instant, MissedTickBehavior};
 use tokio_util::sync::CancellationToken;
 
@@ -53,14 +54,18 @@ type Delivery = std::pin::Pin<Box<dyn std::future::Future<Output = (InputKind, b
 /// instead of drifting). `events_consumer` must already be subscribed or
 /// assigned to the events topic. Returns an error only for a non-positive
 /// or non-finite `speed`.
-pub async fn run(
+pub async fn run<P, C>(
     mut sim: Simulator,
-    producer: FutureProducer,
-    events_consumer: StreamConsumer,
+    producer: FutureProducer<P>,
+    events_consumer: StreamConsumer<C>,
     topics: Topics,
     speed: f64,
     shutdown: CancellationToken,
-) -> anyhow::Result<()> {
+) -> anyhow::Result<()>
+where
+    P: ClientContext + 'static,
+    C: ConsumerContext + 'static,
+{
     if !(speed.is_finite() && speed > 0.0) {
         anyhow::bail!("simulator speed must be a finite number > 0, got {speed}");
     }
@@ -164,8 +169,8 @@ fn count(kind: InputKind, ok: bool) {
 
 /// Enqueues a batch in order. Waits (briefly, cancellably) only when
 /// librdkafka's local queue is full: that is the backpressure.
-async fn enqueue_all(
-    producer: &FutureProducer,
+async fn enqueue_all<P: ClientContext + 'static>(
+    producer: &FutureProducer<P>,
     topics: &Topics,
     batch: Vec<Outgoing>,
     inflight: &mut FuturesUnordered<Delivery>,

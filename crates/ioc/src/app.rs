@@ -15,8 +15,8 @@ use futures::FutureExt;
 use ioc_engine::Engine;
 use ioc_gateway::{CommandSink, Gateway, GatewayConfig, StaleReason};
 use ioc_ingest::{
-    run_events_reader, run_processor, EventsReaderHooks, KafkaSettings, ProcessorConfig,
-    ProcessorStatus, RecoveredLog, Restore,
+    check_connection, run_events_reader, run_processor, EventsReaderHooks, KafkaContext,
+    KafkaSettings, ProcessorConfig, ProcessorStatus, RecoveredLog, Restore,
 };
 use ioc_model::{Command, CommandOp, OutputEvent, Topics};
 use ioc_router::Zones;
@@ -63,7 +63,7 @@ impl std::fmt::Debug for System {
 /// Writes operator commands to `ioc.commands`; resolves once Kafka has
 /// acknowledged them.
 struct KafkaCommandSink {
-    producer: FutureProducer,
+    producer: FutureProducer<KafkaContext>,
     topic: String,
 }
 
@@ -166,6 +166,15 @@ pub async fn start(config: &Config, opts: StartOptions) -> anyhow::Result<System
     let kafka = config.kafka.clone();
     let topics = config.topics.clone();
 
+    // The cluster first: refused credentials or an untrusted certificate
+    // stop the start here, within a second, naming the setting.
+    {
+        let (kafka, topic) = (kafka.clone(), topics.events.clone());
+        tokio::task::spawn_blocking(move || check_connection(&kafka, &topic))
+            .await
+            .context("connection check task")?
+            .context("cannot reach the output log")?;
+    }
     // Recovery happens in the processor, once it owns the output log and
     // has fenced every earlier writer: the engine is rebuilt from the log.
     let restore: Restore = {
@@ -199,10 +208,25 @@ pub async fn start(config: &Config, opts: StartOptions) -> anyhow::Result<System
     ioc_ingest::metrics_names::describe();
 
     let fatal = CancellationToken::new();
+    // A client of the process meeting refused credentials or a failed TLS
+    // handshake later (a revoked password, an expired certificate) stops
+    // it too: retrying cannot heal that, and screens would freeze.
+    {
+        let (watch, fatal) = (kafka.watch.clone(), fatal.clone());
+        tokio::spawn(async move {
+            tokio::select! {
+                failure = watch.failed() => {
+                    tracing::error!(error = %failure, "kafka connection refused as configured: stopping");
+                    fatal.cancel();
+                }
+                _ = fatal.cancelled() => {}
+            }
+        });
+    }
     let commands: Arc<dyn CommandSink> = Arc::new(KafkaCommandSink {
         producer: kafka
             .producer_config()
-            .create()
+            .create_with_context(kafka.context("command producer"))
             .context("command producer")?,
         topic: topics.commands.clone(),
     });
@@ -278,6 +302,7 @@ pub async fn start(config: &Config, opts: StartOptions) -> anyhow::Result<System
         pc.max_in_flight = config.processor.max_in_flight;
         pc.session_timeout_ms = config.processor.session_timeout_ms;
         pc.commit_interval = Duration::from_millis(config.processor.commit_interval_ms);
+        pc.exactly_once = config.processor.exactly_once;
         if let Some(id) = &config.processor.transactional_id {
             pc.transactional_id.clone_from(id);
         }
@@ -339,17 +364,17 @@ pub fn spawn_simulator(
 pub fn simulator_clients(
     kafka: &KafkaSettings,
     topics: &Topics,
-) -> anyhow::Result<(FutureProducer, StreamConsumer)> {
-    let producer: FutureProducer = kafka
+) -> anyhow::Result<(FutureProducer<KafkaContext>, StreamConsumer<KafkaContext>)> {
+    let producer: FutureProducer<KafkaContext> = kafka
         .producer_config()
-        .create()
+        .create_with_context(kafka.context("simulator producer"))
         .context("simulator producer")?;
-    let consumer: StreamConsumer = kafka
+    let consumer: StreamConsumer<KafkaContext> = kafka
         .consumer_config()
         .set("group.id", "ioc-simulator")
         .set("enable.auto.commit", "false")
         .set("isolation.level", "read_committed")
-        .create()
+        .create_with_context(kafka.context("simulator consumer"))
         .context("simulator consumer")?;
     let mut tpl = TopicPartitionList::new();
     tpl.add_partition_offset(&topics.events, 0, Offset::End)?;

@@ -103,6 +103,9 @@ pub struct ProcessorSettings {
     /// `ioc-processor.<events topic>.0`. Every processor of one deployment
     /// must use the same, so a new owner fences the old one.
     pub transactional_id: Option<String>,
+    /// Outputs and input offsets in Kafka transactions (true), or flushed
+    /// and committed at least once for a broker without transactions.
+    pub exactly_once: bool,
 }
 
 impl Default for ProcessorSettings {
@@ -113,6 +116,7 @@ impl Default for ProcessorSettings {
             session_timeout_ms: 6_000,
             commit_interval_ms: 5,
             transactional_id: None,
+            exactly_once: true,
         }
     }
 }
