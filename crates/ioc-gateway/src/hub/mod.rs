@@ -27,280 +27,27 @@
 //! they do not fit, the client is closed as slow and resumes with `since`.
 
 use std::collections::{HashMap, HashSet, VecDeque};
-use std::sync::atomic::{AtomicBool, Ordering};
+use std::sync::atomic::Ordering;
 use std::sync::{Arc, Mutex, MutexGuard};
 
 use axum::extract::ws::Utf8Bytes;
 use ioc_model::{EventBody, OutputEvent};
 use serde_json::{json, Value};
-use tokio::sync::mpsc;
-use tokio_util::sync::CancellationToken;
 
 use crate::channel::Channel;
 use crate::picture::{has_caller, masked_event, Picture, Scope};
 use crate::telemetry;
 
-/// Most units whose positions one subscription may hold back. A fleet is
-/// far smaller; past this the client is closed as slow, so held positions
-/// stay bounded whatever the input.
-const MAX_HELD_PER_CHANNEL: usize = 8192;
+mod client;
+mod frames;
+mod subscriber;
 
-/// Distinct `prev_seq` values whose frames publish keeps per channel and
-/// event; subscribers beyond them get a frame of their own.
-const SHARED_FRAMES: usize = 4;
-
-/// A websocket close code and reason.
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
-pub struct CloseReason {
-    pub code: u16,
-    pub reason: &'static str,
-}
-
-/// Queue full: the client cannot keep up.
-pub const CLOSE_SLOW: CloseReason = CloseReason {
-    code: 1008,
-    reason: "slow consumer: resume with since",
+pub use self::client::{
+    ClientLink, CLOSE_EXPIRED, CLOSE_IDLE, CLOSE_RATE_LIMITED, CLOSE_SHUTDOWN, CLOSE_TOO_BIG,
 };
-/// More inbound messages than the rate limit allows.
-pub const CLOSE_RATE_LIMITED: CloseReason = CloseReason {
-    code: 1008,
-    reason: "rate limit exceeded",
-};
-/// The gateway is stopping.
-pub const CLOSE_SHUTDOWN: CloseReason = CloseReason {
-    code: 1001,
-    reason: "server shutting down",
-};
-/// The token's `exp` passed.
-pub const CLOSE_EXPIRED: CloseReason = CloseReason {
-    code: 1008,
-    reason: "token expired",
-};
-/// No frame from the client within the idle timeout.
-pub const CLOSE_IDLE: CloseReason = CloseReason {
-    code: 1001,
-    reason: "idle timeout",
-};
-/// Inbound message over the size limit.
-pub const CLOSE_TOO_BIG: CloseReason = CloseReason {
-    code: 1009,
-    reason: "message too big",
-};
-
-/// The hub's handle on one websocket client.
-pub struct ClientLink {
-    /// Connection id, unique per process.
-    pub id: u64,
-    /// Bounded outbound queue drained by the connection's writer.
-    tx: mpsc::Sender<Utf8Bytes>,
-    /// Cancelled when the connection must end, for whatever reason.
-    closing: CancellationToken,
-    /// The close frame to send; the first reason wins.
-    reason: Mutex<Option<CloseReason>>,
-    /// The hub holds back positions for this client: the writer asks for
-    /// them once the queue has drained. Written under the hub lock.
-    holding: AtomicBool,
-}
-
-impl ClientLink {
-    /// A link and the receiving end of its queue.
-    pub fn new(id: u64, queue: usize) -> (Arc<ClientLink>, mpsc::Receiver<Utf8Bytes>) {
-        let (tx, rx) = mpsc::channel(queue.max(1));
-        let link = ClientLink {
-            id,
-            tx,
-            closing: CancellationToken::new(),
-            reason: Mutex::new(None),
-            holding: AtomicBool::new(false),
-        };
-        (Arc::new(link), rx)
-    }
-
-    /// Asks the connection to end with `reason` (None: no close frame of
-    /// ours, e.g. the peer already closed). Returns false if it was already
-    /// ending.
-    pub fn close(&self, reason: Option<CloseReason>) -> bool {
-        let mut slot = lock(&self.reason);
-        if self.closing.is_cancelled() {
-            return false;
-        }
-        *slot = reason;
-        self.closing.cancel();
-        true
-    }
-
-    /// The token cancelled when the connection must end.
-    pub fn closing(&self) -> &CancellationToken {
-        &self.closing
-    }
-
-    /// The close frame chosen, if any.
-    pub fn close_reason(&self) -> Option<CloseReason> {
-        *lock(&self.reason)
-    }
-
-    /// Queues a frame without waiting. A full queue closes the client as a
-    /// slow consumer: we never block publish and never grow memory.
-    pub fn push(&self, frame: Utf8Bytes) -> bool {
-        if self.closing.is_cancelled() {
-            return false;
-        }
-        match self.tx.try_send(frame) {
-            Ok(()) => true,
-            Err(mpsc::error::TrySendError::Full(_)) => {
-                self.close_slow();
-                false
-            }
-            Err(mpsc::error::TrySendError::Closed(_)) => false,
-        }
-    }
-
-    /// Closes the client as a slow consumer (counted once).
-    fn close_slow(&self) {
-        if self.close(Some(CLOSE_SLOW)) {
-            metrics::counter!(telemetry::WS_SLOW_DISCONNECTS).increment(1);
-            tracing::warn!(conn = self.id, "slow websocket consumer disconnected");
-        }
-    }
-
-    /// Free slots in the queue right now.
-    fn free_slots(&self) -> usize {
-        self.tx.capacity()
-    }
-
-    /// Frames waiting in the queue.
-    fn queued(&self) -> usize {
-        self.tx.max_capacity().saturating_sub(self.tx.capacity())
-    }
-
-    /// Queue length from which positions are held back instead of queued.
-    fn high_water(&self) -> usize {
-        (self.tx.max_capacity() / 2).max(1)
-    }
-
-    /// Whether positions must be held back for this client now.
-    fn under_pressure(&self) -> bool {
-        self.queued() >= self.high_water()
-    }
-
-    /// Whether the writer should ask the hub for held positions: some are
-    /// held and the queue has drained to a quarter.
-    pub fn wants_flush(&self) -> bool {
-        self.holding.load(Ordering::Relaxed) && self.queued() <= self.tx.max_capacity() / 4
-    }
-}
-
-/// One subscriber of a channel.
-struct Subscriber {
-    link: Arc<ClientLink>,
-    /// Seq of the last frame queued for this client on this channel
-    /// (snapshot, replayed or live event): the `prev_seq` of its next frame.
-    prev_seq: u64,
-    /// Positions held back while the client is behind: latest per unit, all
-    /// newer than `prev_seq`. Empty (and unallocated) normally.
-    held: HashMap<Arc<str>, HeldPosition>,
-}
-
-/// A `unit.updated` event waiting for a slow client.
-struct HeldPosition {
-    seq: u64,
-    /// The serialized event, shared with every other client.
-    event_json: Arc<str>,
-}
-
-/// What happened to an event for one subscriber.
-enum Outcome {
-    Queued,
-    /// Held back; `replaced` when it coalesced an older held position.
-    Held {
-        replaced: bool,
-    },
-    /// The client is closing: remove it from the channel.
-    Gone,
-}
-
-impl Subscriber {
-    fn new(link: Arc<ClientLink>, prev_seq: u64) -> Subscriber {
-        Subscriber {
-            link,
-            prev_seq,
-            held: HashMap::new(),
-        }
-    }
-
-    /// Queues an event frame after any held positions (which are older).
-    fn deliver(
-        &mut self,
-        channel_json: &str,
-        seq: u64,
-        event_json: &str,
-        shared: &mut Vec<(u64, Utf8Bytes)>,
-    ) -> Outcome {
-        if !self.held.is_empty() && self.flush(channel_json, usize::MAX).is_none() {
-            return Outcome::Gone;
-        }
-        let prev = self.prev_seq;
-        let frame = match shared.iter().find(|(p, _)| *p == prev) {
-            Some((_, frame)) => frame.clone(),
-            None => {
-                let frame = event_frame(channel_json, seq, prev, event_json);
-                if shared.len() < SHARED_FRAMES {
-                    shared.push((prev, frame.clone()));
-                }
-                frame
-            }
-        };
-        if self.link.push(frame) {
-            self.prev_seq = seq;
-            Outcome::Queued
-        } else {
-            Outcome::Gone
-        }
-    }
-
-    /// Holds a position back, replacing an older one of the same unit.
-    fn hold(&mut self, unit: &Arc<str>, seq: u64, event_json: &Arc<str>) -> Outcome {
-        let held = HeldPosition {
-            seq,
-            event_json: event_json.clone(),
-        };
-        let replaced = self.held.insert(unit.clone(), held).is_some();
-        if self.held.len() > MAX_HELD_PER_CHANNEL {
-            self.link.close_slow();
-            return Outcome::Gone;
-        }
-        self.link.holding.store(true, Ordering::Relaxed);
-        Outcome::Held { replaced }
-    }
-
-    /// Queues up to `max` held positions, oldest first. Returns how many
-    /// went out, or None if the client was closed as slow.
-    fn flush(&mut self, channel_json: &str, max: usize) -> Option<u64> {
-        let mut order: Vec<(u64, Arc<str>)> = self
-            .held
-            .iter()
-            .map(|(unit, h)| (h.seq, unit.clone()))
-            .collect();
-        order.sort_unstable_by_key(|(seq, _)| *seq);
-        let mut sent = 0;
-        for (_, unit) in order.into_iter().take(max) {
-            let Some(held) = self.held.remove(&unit) else {
-                continue;
-            };
-            let frame = event_frame(channel_json, held.seq, self.prev_seq, &held.event_json);
-            if !self.link.push(frame) {
-                return None;
-            }
-            self.prev_seq = held.seq;
-            sent += 1;
-        }
-        if self.held.is_empty() {
-            // Give the memory back: a map that held a fleet stays big.
-            self.held = HashMap::new();
-        }
-        Some(sent)
-    }
-}
+use self::frames::event_frame;
+pub use self::frames::{status_frame, StaleReason};
+use self::subscriber::{Outcome, Subscriber, SHARED_FRAMES};
 
 /// Everything publish and subscribe must see atomically.
 #[derive(Default)]
@@ -721,90 +468,13 @@ fn to_json<T: serde::Serialize + ?Sized>(v: &T) -> String {
     serde_json::to_string(v).unwrap_or_else(|_| "{}".into())
 }
 
-/// `{"op":"event",...}` around an already serialized event.
-fn event_frame(channel_json: &str, seq: u64, prev_seq: u64, event_json: &str) -> Utf8Bytes {
-    // Sized once and filled by hand: `format!` grew the string several
-    // times per frame, on the hottest path of the gateway.
-    // The fixed text is 53 bytes, each number up to 20 digits: 93 at most
-    // (64 had a seven-digit seq pair reallocate the frame).
-    let mut frame = String::with_capacity(96 + channel_json.len() + event_json.len());
-    frame.push_str(r#"{"op":"event","channel":"#);
-    frame.push_str(channel_json);
-    frame.push_str(r#","seq":"#);
-    frame.push_str(itoa_u64(seq).as_str());
-    frame.push_str(r#","prev_seq":"#);
-    frame.push_str(itoa_u64(prev_seq).as_str());
-    frame.push_str(r#","event":"#);
-    frame.push_str(event_json);
-    frame.push('}');
-    frame.into()
-}
-
-/// Decimal digits of `n` without going through `fmt`.
-fn itoa_u64(mut n: u64) -> DecimalU64 {
-    let mut buf = [0u8; 20];
-    let mut i = buf.len();
-    loop {
-        i -= 1;
-        buf[i] = b'0' + (n % 10) as u8;
-        n /= 10;
-        if n == 0 {
-            break;
-        }
-    }
-    DecimalU64 { buf, start: i }
-}
-
-struct DecimalU64 {
-    buf: [u8; 20],
-    start: usize,
-}
-
-impl DecimalU64 {
-    fn as_str(&self) -> &str {
-        // Only ASCII digits were written.
-        std::str::from_utf8(&self.buf[self.start..]).unwrap_or("0")
-    }
-}
-
-/// Why a picture is stale, as the status frame's `reason` says it.
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
-pub enum StaleReason {
-    /// The gateway cannot reach the broker.
-    Broker,
-    /// The broker answers but the processor makes no progress: inputs wait
-    /// or outputs stay unacknowledged and none is handled.
-    Processor,
-}
-
-impl StaleReason {
-    /// The word in the status frame.
-    pub fn as_str(self) -> &'static str {
-        match self {
-            StaleReason::Broker => "broker",
-            StaleReason::Processor => "processor",
-        }
-    }
-}
-
-/// `{"op":"status","stale":true,"reason":"broker","seq":..}` while stale,
-/// `{"op":"status","stale":false,"seq":..}` when live again.
-pub fn status_frame(stale: Option<StaleReason>, seq: u64) -> Utf8Bytes {
-    match stale {
-        Some(reason) => {
-            json!({"op": "status", "stale": true, "reason": reason.as_str(), "seq": seq})
-        }
-        None => json!({"op": "status", "stale": false, "seq": seq}),
-    }
-    .to_string()
-    .into()
-}
-
 #[cfg(test)]
 mod tests {
+    use super::client::CLOSE_SLOW;
     use super::*;
     use crate::picture::fixtures::*;
     use ioc_model::{EventBody, Timestamp};
+    use tokio::sync::mpsc;
 
     fn ev(seq: u64, district: &str, body: EventBody) -> OutputEvent {
         OutputEvent {
