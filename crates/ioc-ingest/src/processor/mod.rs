@@ -267,6 +267,19 @@ fn heartbeat_ms(session_timeout_ms: u64) -> u64 {
     (session_timeout_ms / 5).max(100)
 }
 
+/// Runs blocking work of a session's start off the runtime; a failure ends
+/// the session for a rebuild.
+async fn off_runtime<T: Send + 'static, E: std::fmt::Display + Send + 'static>(
+    what: &'static str,
+    f: impl FnOnce() -> Result<T, E> + Send + 'static,
+) -> Result<T, Ended> {
+    match tokio::task::spawn_blocking(f).await {
+        Ok(Ok(v)) => Ok(v),
+        Ok(Err(e)) => Err(Ended::Rebuild(format!("{what}: {e}"))),
+        Err(e) => Err(Ended::Rebuild(format!("{what}: {e}"))),
+    }
+}
+
 /// One owner session: from `init_transactions` to its end.
 async fn run_owned(
     config: &ProcessorConfig,
@@ -293,35 +306,34 @@ async fn run_owned(
         }
     }
     let fenced_at = started.elapsed();
-    // Recovery: the engine is rebuilt from the log as committed.
-    let log = {
-        let (kafka, topic) = (config.kafka.clone(), config.topics.events.clone());
-        match tokio::task::spawn_blocking(move || crate::read_all_events(&kafka, &topic)).await {
-            Ok(Ok(log)) => log,
-            Ok(Err(e)) => return Ok(Ended::Rebuild(format!("reading the output log: {e}"))),
-            Err(e) => return Ok(Ended::Rebuild(format!("reading the output log: {e}"))),
-        }
+    // Recovery: the engine is rebuilt from the log as committed, off the
+    // runtime (a long log is seconds of decoding and replay).
+    let (kafka, topic, rebuild) = (
+        config.kafka.clone(),
+        config.topics.events.clone(),
+        Arc::clone(restore),
+    );
+    let restored = off_runtime("reading the output log", move || {
+        crate::read_all_events(&kafka, &topic).map(|log| (rebuild(&log), log.events.len()))
+    });
+    let (mut engine, events_in_log) = match restored.await {
+        Ok(v) => v,
+        Err(ended) => return Ok(ended),
     };
-    let mut engine = restore(&log);
-    let events_in_log = log.events.len();
-    drop(log);
     let consumer = Arc::new(input_consumer(config)?);
     let inputs = config.topics.inputs();
-    let assigned = {
-        let (c, names) = (
-            Arc::clone(&consumer),
-            inputs.iter().map(|t| t.to_string()).collect::<Vec<_>>(),
-        );
-        match tokio::task::spawn_blocking(move || {
-            let names: Vec<&str> = names.iter().map(String::as_str).collect();
-            assign_inputs(&c, &names)
-        })
-        .await
-        {
-            Ok(Ok(n)) => n,
-            Ok(Err(e)) => return Ok(Ended::Rebuild(format!("assigning the inputs: {e}"))),
-            Err(e) => return Ok(Ended::Rebuild(format!("assigning the inputs: {e}"))),
-        }
+    let (c, names) = (
+        Arc::clone(&consumer),
+        inputs.iter().map(|t| t.to_string()).collect::<Vec<_>>(),
+    );
+    let assigned = match off_runtime("assigning the inputs", move || {
+        let names: Vec<&str> = names.iter().map(String::as_str).collect();
+        assign_inputs(&c, &names)
+    })
+    .await
+    {
+        Ok(n) => n,
+        Err(ended) => return Ok(ended),
     };
     if config.exactly_once {
         if let Err(e) = producer.begin_transaction() {
